@@ -1,0 +1,196 @@
+"""bn_gluon.models: the LeNet in both styles, its norm registry, initialisation and parameter copying."""
+import math
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd, gluon, nd
+
+import bn_gluon
+from bn_gluon.config import TrainConfig
+from bn_gluon import models
+from bn_gluon.models import (LeNet, NORMS, RawLeNet, gluon_to_raw, init_raw_lenet, lenet, named_parameters,
+                             raw_lenet_forward, raw_to_gluon)
+
+RTOL, ATOL = 1e-4, 1e-5
+
+
+def batch(n=16, seed=0):
+    return nd.array(np.random.RandomState(seed).uniform(size=(n, 1, 28, 28)))
+
+
+def values(net):
+    return {k: p.data().asnumpy() for k, p in named_parameters(net).items()}
+
+
+@pytest.mark.parametrize('norm,block', [('scratch', bn_gluon.BatchNorm), ('gluon', gluon.nn.BatchNorm),
+                                        ('none', type(None))])
+@pytest.mark.parametrize('dense_norm', [False, True])
+def test_lenet_shapes_and_norm_blocks(norm, block, dense_norm):
+    net = lenet(norm, dense_norm=dense_norm)
+    assert net(batch(4)).shape == (4, 10)
+    assert isinstance(net.bn1, block) and isinstance(net.bn2, block)
+    assert isinstance(net.bn3, block if dense_norm else type(None))
+    names = set(named_parameters(net))
+    assert ('bn1.running_var' in names) == (norm != 'none')
+    assert ('bn3.gamma' in names) == (dense_norm and norm != 'none')
+
+
+def test_batch_norm_sits_between_convolution_and_activation():
+    """In training mode bn1's input is conv1's output and its output still has negative values (no ReLU yet)."""
+    net = lenet('scratch')
+    seen = {}
+    net.conv1.register_forward_hook(lambda blk, inp, out: seen.update(conv=out))
+    net.bn1.register_forward_hook(lambda blk, inp, out: seen.update(bn_in=inp[0], bn_out=out))
+    with autograd.record():
+        net(batch(32))
+    np.testing.assert_array_equal(seen['bn_in'].asnumpy(), seen['conv'].asnumpy())
+    Y = seen['bn_out'].asnumpy()                                 # (N, 20, 24, 24), gamma 1, beta 0
+    np.testing.assert_allclose(Y.mean(axis=(0, 2, 3)), 0, atol=1e-4)
+    v = seen['conv'].asnumpy().var(axis=(0, 2, 3))
+    np.testing.assert_allclose(Y.var(axis=(0, 2, 3)), v / (v + 1e-5), rtol=1e-3)   # 1 but for eps
+    assert (Y < 0).mean() > 0.3
+
+
+def test_registering_a_norm_is_one_dict_entry(monkeypatch):
+    monkeypatch.setitem(NORMS, 'instance', lambda channels: gluon.nn.InstanceNorm(in_channels=channels))
+    net = lenet('instance')
+    assert isinstance(net.bn2, gluon.nn.InstanceNorm)
+    assert net(batch(2)).shape == (2, 10)
+    TrainConfig(norm='instance').validate()
+
+
+def test_unknown_norm_names_the_registered_ones():
+    with pytest.raises(ValueError, match="unknown norm 'batch'.*gluon, none, scratch"):
+        LeNet('batch')
+    with pytest.raises(ValueError, match="raw network supports norm 'scratch' or 'none'"):
+        init_raw_lenet('gluon')
+
+
+@pytest.mark.parametrize('style', ['gluon', 'raw'])
+def test_default_initialisation(style):
+    mx.random.seed(3)
+    params = values(lenet('scratch', dense_norm=True)) if style == 'gluon' else \
+        {k: v.asnumpy() for k, v in init_raw_lenet('scratch', dense_norm=True).items()}
+    for name, v in params.items():
+        kind = name.split('.')[1]
+        if kind == 'weight':                                     # Xavier uniform: U(-b, b), b = sqrt(6 / fans)
+            receptive = int(np.prod(v.shape[2:]))
+            bound = math.sqrt(6 / ((v.shape[0] + v.shape[1]) * receptive))
+            assert np.abs(v).max() <= bound
+            assert abs(v.std() - bound / math.sqrt(3)) < 0.1 * bound, name
+        else:
+            expected = 1.0 if kind in ('gamma', 'running_var') else 0.0
+            np.testing.assert_array_equal(v, expected, err_msg=name)
+
+
+def test_article_initialisation_is_opt_in():
+    mx.random.seed(3)
+    p = values(lenet('scratch', article_init=True))
+    assert 0.005 < p['bn1.gamma'].std() < 0.015 and abs(p['bn1.gamma'].mean()) < 0.01
+    assert 0.008 < p['conv2.weight'].std() < 0.012
+    np.testing.assert_array_equal(p['bn2.running_var'], 0)
+    np.testing.assert_array_equal(p['bn2.running_mean'], 0)
+
+
+def test_both_styles_draw_the_same_initial_values():
+    mx.random.seed(5)
+    net = lenet('scratch', dense_norm=True)
+    mx.random.seed(5)
+    raw = init_raw_lenet('scratch', dense_norm=True)
+    assert list(raw) == list(named_parameters(net))
+    for name, v in values(net).items():
+        np.testing.assert_array_equal(raw[name].asnumpy(), v, err_msg=name)
+
+
+@pytest.mark.parametrize('norm', ['scratch', 'none'])
+@pytest.mark.parametrize('dense_norm', [False, True])
+def test_styles_agree_given_the_same_parameters(norm, dense_norm):
+    """Outputs in inference and training mode, gradients, and running statistics after a step."""
+    mx.random.seed(1)
+    net = lenet(norm, dense_norm=dense_norm)
+    mx.random.seed(2)                                            # different values, then copied over
+    raw = init_raw_lenet(norm, dense_norm=dense_norm)
+    raw_to_gluon(raw, net)
+    for name in raw:                                             # non-trivial statistics and affine parameters
+        if name.endswith(('running_mean', 'gamma', 'beta')):
+            raw[name][:] = nd.random.uniform(0.5, 1.5, shape=raw[name].shape)
+        if name.endswith('running_var'):
+            raw[name][:] = nd.random.uniform(0.5, 2.0, shape=raw[name].shape)
+    raw_to_gluon(raw, net)
+    X = batch(8)
+    np.testing.assert_allclose(raw_lenet_forward(raw, X, training=False).asnumpy(), net(X).asnumpy(),
+                               rtol=RTOL, atol=ATOL)
+    with autograd.record():
+        y_raw = raw_lenet_forward(raw, X, training=True)
+    y_raw.backward()
+    with autograd.record():
+        y_net = net(X)
+    y_net.backward()
+    np.testing.assert_allclose(y_raw.asnumpy(), y_net.asnumpy(), rtol=RTOL, atol=ATOL)
+    for name, p in named_parameters(net).items():
+        other = raw[name].grad if p.grad_req != 'null' else raw[name]
+        mine = p.grad() if p.grad_req != 'null' else p.data()
+        np.testing.assert_allclose(other.asnumpy(), mine.asnumpy(), rtol=1e-3, atol=1e-4, err_msg=name)
+
+
+def test_copy_round_trip_and_mismatch():
+    net = lenet('scratch')
+    raw = gluon_to_raw(net)
+    assert raw['conv1.weight'].grad is not None and raw['bn1.running_mean'].grad is None
+    raw['dense2.bias'][:] = 7
+    assert (values(net)['dense2.bias'] == 0).all()              # a copy, not a view
+    other = raw_to_gluon(raw, lenet('scratch'))
+    np.testing.assert_array_equal(values(other)['dense2.bias'], 7)
+    with pytest.raises(ValueError, match=r"only in the net \['bn3.beta"):
+        raw_to_gluon(raw, lenet('scratch', dense_norm=True))
+
+
+def test_params_file_loads_into_the_gluon_batch_norm_twin(tmp_path):
+    mx.random.seed(4)
+    ours = lenet('scratch', dense_norm=True)
+    with autograd.record():                                      # move the running statistics off 0 / 1
+        ours(batch(32)).backward()
+    ours.save_parameters(str(tmp_path / 'a.params'))
+    twin = LeNet('gluon', dense_norm=True)
+    twin.load_parameters(str(tmp_path / 'a.params'))
+    X = batch(8, seed=1)
+    np.testing.assert_allclose(twin(X).asnumpy(), ours(X).asnumpy(), rtol=RTOL, atol=ATOL)
+    raw = gluon_to_raw(ours)                                     # and the raw dict is the same file
+    nd.save(str(tmp_path / 'raw.params'), raw)
+    twin.load_parameters(str(tmp_path / 'raw.params'))
+    np.testing.assert_allclose(twin(X).asnumpy(), ours(X).asnumpy(), rtol=RTOL, atol=ATOL)
+
+
+def test_raw_adapter_shares_arrays_with_its_parameters():
+    raw = init_raw_lenet('scratch')
+    net = RawLeNet(raw)
+    assert net.params['conv1.weight'] is net.parameters['conv1.weight'].data()
+    assert net.parameters['bn1.running_var'].grad_req == 'null'
+    with autograd.record():
+        net(batch(4)).sum().backward()
+    assert np.abs(net.parameters['conv1.weight'].grad().asnumpy()).sum() > 0
+    assert not np.allclose(net.params['bn1.running_mean'].asnumpy(), 0)   # updated in place by training
+    with pytest.raises(TypeError, match='cannot be hybridized'):
+        net.hybridize()
+
+
+def test_hybridized_scratch_lenet_matches_imperative():
+    mx.random.seed(6)
+    a = lenet('scratch')
+    mx.random.seed(6)
+    b = lenet('scratch')
+    b.hybridize()
+    X = batch(16)
+    for net in (a, b):
+        with autograd.record():
+            net(X).sum().backward()
+    for (name, pa), pb in zip(named_parameters(a).items(), named_parameters(b).values()):
+        x, y = (pa.grad(), pb.grad()) if pa.grad_req != 'null' else (pa.data(), pb.data())
+        np.testing.assert_allclose(x.asnumpy(), y.asnumpy(), rtol=1e-3, atol=1e-4, err_msg=name)
+    np.testing.assert_allclose(a(X).asnumpy(), b(X).asnumpy(), rtol=RTOL, atol=ATOL)
+
+
+def test_build_net_rejects_unknown_style():
+    with pytest.raises(ValueError, match="style must be 'gluon' or 'raw'; got 'keras'"):
+        models.build_net(style='keras')

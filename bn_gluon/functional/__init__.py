@@ -1,4 +1,5 @@
 """Pure ``mxnet.ndarray`` math of the normalization layers: no parameters, no state of their own."""
 from .batch_norm import batch_norm, batch_norm_backward, stat_axes, update_moving_stats
+from .lrn import lrn
 
-__all__ = ['batch_norm', 'batch_norm_backward', 'stat_axes', 'update_moving_stats']
+__all__ = ['batch_norm', 'batch_norm_backward', 'stat_axes', 'update_moving_stats', 'lrn']

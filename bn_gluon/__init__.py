@@ -1,6 +1,8 @@
 """bn-gluon: Batch Normalization written by hand on MXNet Gluon, checked against ``gluon.nn.BatchNorm``."""
 from . import functional
-from .layers import LRN, BatchNorm, GroupNorm, InstanceNorm, LayerNorm
+from .functional import RenormSchedule
+from .layers import LRN, BatchNorm, BatchRenorm, GroupNorm, InstanceNorm, LayerNorm
 
 __version__ = '0.1.0'
-__all__ = ['BatchNorm', 'LayerNorm', 'InstanceNorm', 'GroupNorm', 'LRN', 'functional', '__version__']
+__all__ = ['BatchNorm', 'BatchRenorm', 'RenormSchedule', 'LayerNorm', 'InstanceNorm', 'GroupNorm', 'LRN',
+           'functional', '__version__']

@@ -1,4 +1,9 @@
-"""bn_gluon.fold: folded networks equal the originals at inference."""
+"""bn_gluon.fold: folded networks equal the originals at inference, export without BN, and the CLI."""
+import json
+import os
+import re
+import subprocess
+import sys
 import warnings
 
 import mxnet as mx
@@ -8,8 +13,13 @@ from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
 
 import bn_gluon
-from bn_gluon.fold import FoldWarning, ScaleShift, fold_batch_norm, fold_layer, fold_raw_params, scale_shift_from
-from bn_gluon.models import LeNet, RawLeNet, init_raw_lenet, lenet, raw_lenet_forward, raw_to_gluon
+from bn_gluon import checkpoint as ckpt
+from bn_gluon.config import TrainConfig
+from bn_gluon.fold import (NORM_OPS, FoldWarning, ScaleShift, export_network, fold_batch_norm, fold_layer,
+                           fold_raw_params, graph_ops, load_exported, scale_shift_from)
+from bn_gluon.fold.__main__ import main as fold_main
+from bn_gluon.models import (LeNet, RawLeNet, init_raw_lenet, lenet, named_parameters, raw_lenet_forward,
+                             raw_to_gluon)
 from bn_gluon.optim import make_optimizer
 
 RTOL, ATOL = 1e-4, 1e-5
@@ -288,6 +298,30 @@ def test_trained_net_keeps_its_test_predictions(tmp_path):
     assert evaluate(folded, test_iter)['acc'] == accuracy
 
 
+# --- export -----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('norm', NORMS)
+def test_export_has_no_batch_norm_and_loads_back(norm, tmp_path):
+    net = randomize(lenet(norm))
+    X = images()
+    unfolded = export_network(randomize(lenet(norm)), str(tmp_path / 'unfolded'))
+    assert set(graph_ops(unfolded[0])) & set(NORM_OPS)            # the check can see a batch norm
+    files = export_network(fold_batch_norm(net), str(tmp_path / 'folded'))
+    assert not set(graph_ops(files[0])) & set(NORM_OPS)
+    assert graph_ops(files[0]).count('Convolution') == 2
+    close(load_exported(*files)(X), net(X))
+
+
+def test_export_of_a_kept_batch_norm_has_no_batch_norm_op(tmp_path):
+    net = nn.HybridSequential()
+    net.add(nn.MaxPool2D(), bn_gluon.BatchNorm(), nn.Dense(3))
+    X = images(4)
+    built(net, X)
+    files = export_network(quiet_fold(net), str(tmp_path / 'kept'), input_shape=(1, 1, 28, 28))
+    assert not set(graph_ops(files[0])) & set(NORM_OPS)
+    close(load_exported(*files)(X), net(X))
+
+
 # --- bad input --------------------------------------------------------------------------------------------
 
 class Residual(nn.HybridBlock):
@@ -339,3 +373,92 @@ def test_a_block_without_batch_norm_is_copied_not_shared():
     folded[0].act.alpha.set_data(nd.full(folded[0].act.alpha.shape, 5.0))
     folded[0].conv.weight.set_data(nd.zeros(folded[0].conv.weight.shape))
     np.testing.assert_array_equal(net(X).asnumpy(), y.asnumpy())
+
+
+# --- the command line -------------------------------------------------------------------------------------
+
+def write_run(folder, norm='scratch', dense_norm=True):
+    """A run folder as train.py leaves it: config.json and model.params (here with made-up statistics)."""
+    net = randomize(lenet(norm, dense_norm=dense_norm))
+    os.makedirs(folder)
+    ckpt.save_params(net, os.path.join(folder, 'model.params'))
+    config = TrainConfig(norm=norm, dense_norm=dense_norm, out=str(folder))
+    with open(os.path.join(folder, 'config.json'), 'w') as f:
+        json.dump(config.to_dict(), f)
+    return net
+
+
+def cli(*args):
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    return subprocess.run([sys.executable, '-m', 'bn_gluon.fold', *map(str, args)], env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.filterwarnings('ignore:Cannot decide type')   # plain gluon, as a user would load it
+def test_cli_exports_a_trained_run(tmp_path):
+    net = write_run(tmp_path / 'run')
+    result = cli(tmp_path / 'run', tmp_path / 'out')
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(tmp_path / 'out')) == ['fold.json', 'folded-0000.params', 'folded-symbol.json']
+    assert 'SymbolBlock.imports' in result.stdout
+    symbol = str(tmp_path / 'out' / 'folded-symbol.json')
+    assert not set(graph_ops(symbol)) & set(NORM_OPS)
+    X = images()
+    exported = gluon.SymbolBlock.imports(symbol, ['data'], str(tmp_path / 'out' / 'folded-0000.params'))
+    close(exported(X), net(X))
+    with open(tmp_path / 'out' / 'fold.json') as f:
+        summary = json.load(f)
+    assert summary['norm'] == 'scratch' and summary['max_abs_diff']['exported'] < 1e-4
+
+
+@pytest.mark.parametrize('style', ['gluon', 'raw'])
+def test_cli_reads_a_checkpoint_folder_of_either_style(style, tmp_path):
+    net = randomize(lenet('scratch')) if style == 'gluon' else RawLeNet(init_raw_lenet('scratch'))
+    if style == 'raw':
+        for name, p in net.parameters.items():
+            if name.startswith('bn'):
+                p.set_data(nd.random.uniform(0.3, 3.0, shape=p.shape))
+    state = {'epoch': 1, 'step': 0, 'config': TrainConfig(style=style).to_dict()}
+    folder = ckpt.save_checkpoint(str(tmp_path / 'checkpoint'), net, make_optimizer('sgd', named_parameters(net), 0.1), state)
+    assert fold_main([folder, str(tmp_path / 'out'), '--prefix', 'lenet']) == 0
+    exported = load_exported(str(tmp_path / 'out' / 'lenet-symbol.json'), str(tmp_path / 'out' / 'lenet-0000.params'))
+    close(exported(images()), net(images()))
+
+
+def test_cli_refuses_a_missing_checkpoint_and_writes_nothing(tmp_path):
+    result = cli(tmp_path / 'nowhere', tmp_path / 'out')
+    assert result.returncode == 2
+    assert 'does not exist' in result.stderr
+    assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('problem,message', [
+    ('mismatch', 'do not match the network the configuration describes .*dense_norm False.*bn3'),
+    ('no_config', 'has no config.json or state.json'),
+    ('not_params', 'is not an MXNet parameter file'),
+    ('exists', 'folded-symbol.json already exist'),
+])
+def test_cli_errors_name_the_problem_and_write_nothing(problem, message, tmp_path, capsys):
+    run = tmp_path / 'run'
+    write_run(run)
+    out = tmp_path / 'out'
+    checkpoint = run
+    if problem == 'mismatch':                                     # the config says no BN after dense1
+        with open(run / 'config.json') as f:
+            config = dict(json.load(f), dense_norm=False)
+        with open(run / 'config.json', 'w') as f:
+            json.dump(config, f)
+    elif problem == 'no_config':
+        os.remove(run / 'config.json')
+        checkpoint = run / 'model.params'
+    elif problem == 'not_params':
+        (run / 'model.params').write_text('not parameters')
+    else:
+        out.mkdir()
+        (out / 'folded-symbol.json').write_text('{}')
+    before = sorted(os.listdir(out)) if out.exists() else None
+    with pytest.raises(SystemExit) as exit_info:
+        fold_main([str(checkpoint), str(out)])
+    assert exit_info.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert (sorted(os.listdir(out)) if out.exists() else None) == before

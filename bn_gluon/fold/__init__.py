@@ -27,9 +27,17 @@ output, with no BatchNorm operator left), and a :class:`FoldWarning` names it an
 ``strict=True`` raises a ValueError instead. Each layer's own inference arithmetic is kept: with
 ``scale=False`` gamma counts as 1; with ``center=False`` bn_gluon adds no beta, while
 ``gluon.nn.BatchNorm`` still adds its (zero, untrained) beta.
+
+Command line, for a run of train.py (its run folder, checkpoint folder, or a .params file beside
+config.json / state.json)::
+
+    python -m bn_gluon.fold runs/RUN exported/    # folded-symbol.json, folded-0000.params, fold.json
 """
+from .export import (NORM_OPS, export_network, find_run, fold_for_export, fold_run, graph_ops, load_exported,
+                     load_run)
 from .folding import (FoldWarning, ScaleShift, bn_scale_shift, fold_batch_norm, fold_layer, fold_raw_params,
                       fold_weights, scale_shift_from, why_not_foldable)
 
 __all__ = ['fold_batch_norm', 'fold_raw_params', 'fold_layer', 'fold_weights', 'bn_scale_shift', 'why_not_foldable',
-           'ScaleShift', 'scale_shift_from', 'FoldWarning']
+           'ScaleShift', 'scale_shift_from', 'FoldWarning', 'export_network', 'load_exported', 'graph_ops',
+           'NORM_OPS', 'find_run', 'load_run', 'fold_for_export', 'fold_run']

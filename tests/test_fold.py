@@ -201,6 +201,22 @@ def test_dense_without_flatten_folds_a_batch_norm_on_its_last_axis():
     close(folded(X), net(X))
 
 
+@pytest.mark.parametrize('make_conv,shape', [
+    (lambda: nn.Conv1D(4, 3), (2, 3, 9)),
+    (lambda: nn.Conv2D(4, 3, groups=2, strides=2, padding=1, dilation=2), (2, 6, 9, 9)),
+    (lambda: nn.Conv3D(4, 2, use_bias=False), (2, 3, 4, 5, 5))])
+def test_one_to_three_dimensional_and_grouped_convolutions_fold(make_conv, shape):
+    conv = make_conv()
+    net = nn.HybridSequential()
+    net.add(conv, bn_gluon.BatchNorm())
+    X = nd.random.normal(shape=shape)
+    built(net, X)
+    folded = fold_batch_norm(net, strict=True)
+    assert [type(b) for b in folded._children.values()] == [type(conv)]
+    assert folded[0]._kwargs == dict(conv._kwargs, no_bias=False)
+    close(folded(X), net(X))
+
+
 def test_channel_last_convolution_is_refused():
     net = nn.HybridSequential()
     net.add(nn.Conv2D(4, 3, layout='NHWC', in_channels=3), nn.BatchNorm(axis=3, in_channels=4))

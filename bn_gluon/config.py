@@ -8,6 +8,7 @@ from typing import Optional
 import mxnet as mx
 
 from .models import NORMS
+from .optim import LR_SCHEDULES
 
 NORM_CHOICES = NORMS  # the registry itself, so a norm registered later is a valid choice at once
 STYLES = ('gluon', 'raw')
@@ -29,6 +30,9 @@ class TrainConfig:
     # With momentum 0.9 the effective step is lr / (1 - 0.9) = 1.0 per mean gradient; BN tolerates it.
     lr: float = field(default=0.1, metadata=_opt('learning rate; SGD divides the summed gradient by the '
                                                  'batch size, so it applies to the mean gradient'))
+    # Cosine: the last epochs take small steps and settle; a constant rate keeps the accuracy wandering.
+    lr_schedule: str = field(default='cosine', metadata=_opt('learning rate over the run: cosine decay to 0 '
+                                                             'or constant', choices=LR_SCHEDULES))
     # The point of the project: the hand-written batch norm.
     norm: str = field(default='scratch', metadata=_opt('normalization after each convolution',
                                                        choices=NORM_CHOICES))
@@ -77,6 +81,8 @@ class TrainConfig:
                 'an integer >= 2 (a batch of one has no variance to normalize by)')
         _expect(self.lr > 0, 'lr', self.lr, 'a number > 0, e.g. 0.1')
         _expect(self.lr < float('inf'), 'lr', self.lr, 'a finite number')
+        _expect(self.lr_schedule in LR_SCHEDULES, 'lr_schedule', self.lr_schedule,
+                f'one of {", ".join(LR_SCHEDULES)}')
         _expect(self.norm in NORM_CHOICES, 'norm', self.norm, f'one of {", ".join(NORM_CHOICES)}')
         _expect(self.style in STYLES, 'style', self.style, f'one of {", ".join(STYLES)}')
         _expect(self.optimizer in OPTIMIZERS, 'optimizer', self.optimizer, f'one of {", ".join(OPTIMIZERS)}')

@@ -8,6 +8,7 @@ Momentum and weight decay follow ``mxnet.optimizer.SGD``::
     v = momentum * v - lr * g          # momentum = 0: no v, w -= lr * g
     w = w + v
 """
+import math
 import os
 
 from mxnet import gluon, nd
@@ -41,6 +42,24 @@ def sgd_update(weight, grad, lr, batch_size, momentum=0.0, weight_decay=0.0, vel
         weight[:] += velocity
 
 
+def cosine_lr(lr, t, T):
+    """Learning rate at step ``t`` of ``T``: from ``lr`` down to 0 along half a cosine.
+
+    Large steps early to move fast, small steps late to settle in a minimum instead of bouncing around it
+    (with a constant rate the test accuracy of this LeNet wanders by about half a point from epoch to
+    epoch). Loshchilov and Hutter, "SGDR: Stochastic Gradient Descent with Warm Restarts", ICLR 2017.
+    """
+    return lr * 0.5 * (1 + math.cos(math.pi * t / T))
+
+
+def constant_lr(lr, t, T):
+    """The same learning rate at every step."""
+    return lr
+
+
+LR_SCHEDULES = {'cosine': cosine_lr, 'constant': constant_lr}
+
+
 def trainable(params):
     """The parameters an optimizer may touch: running statistics (``grad_req='null'``) are left out."""
     return {name: p for name, p in params.items() if p.grad_req != 'null'}
@@ -61,6 +80,9 @@ class SGD:
         self.params = trainable(params)
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
         self.velocity = {name: nd.zeros_like(p.data()) for name, p in self.params.items()} if momentum else {}
+
+    def set_learning_rate(self, lr):
+        self.lr = lr
 
     def step(self, batch_size):
         for name, p in self.params.items():
@@ -87,6 +109,13 @@ class TrainerSGD:
         self.trainer = gluon.Trainer(list(self.params.values()), 'sgd',
                                      {'learning_rate': lr, 'momentum': momentum, 'wd': weight_decay},
                                      kvstore=None)  # one device: no key-value store to go through
+
+    @property
+    def lr(self):
+        return self.trainer.learning_rate
+
+    def set_learning_rate(self, lr):
+        self.trainer.set_learning_rate(lr)
 
     def step(self, batch_size):
         self.trainer.step(batch_size)                       # rescales the gradient by 1 / batch_size

@@ -1,0 +1,152 @@
+"""One training run from a TrainConfig: data, network, fit, and the files a run leaves behind.
+
+A run folder holds ``config.json``, ``metrics.csv``, ``model.params`` (loadable into the twin net with
+``gluon.nn.BatchNorm``), ``checkpoint/`` and ``curves.png``. Nothing is written before the
+configuration, the data and the network are known to be good.
+"""
+import dataclasses
+import json
+import os
+import time
+
+import mxnet as mx
+import numpy as np
+
+from . import checkpoint as ckpt
+from .config import TrainConfig, default_out_dir, parse_ctx
+from .engine import TrainingInterrupted, evaluate, fit
+from .models import build_net
+from .plots import plot_curves
+
+# What a resumed run may change: how long, where, and how it is shown. The rest decides the numbers.
+RESUMABLE = ('epochs', 'quiet', 'out', 'data_dir', 'download', 'verify', 'ctx', 'hybridize', 'resume')
+TEST_BATCH = 1000   # inference keeps no graph, so big batches only cost memory
+
+
+def resolve_config(explicit):
+    """The run's TrainConfig from the fields given explicitly (e.g. on the command line); validated.
+
+    With ``resume``, the checkpoint's configuration is the base, and only ``RESUMABLE`` fields may
+    differ from it. The output folder then defaults to the run folder the checkpoint is in.
+    """
+    unknown = sorted(set(explicit) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ValueError(f'unknown configuration fields {unknown}.')
+    if explicit.get('resume') is None:
+        return TrainConfig(**explicit).validate()
+    explicit = dict({'quiet': TrainConfig.quiet}, **explicit)   # how this session shows itself is its own
+    folder = ckpt.find_checkpoint(explicit['resume'])
+    saved = TrainConfig.from_dict(ckpt.read_state(folder)['config'])
+    for name, value in explicit.items():
+        if name not in RESUMABLE and value != getattr(saved, name):
+            raise ValueError(f'--{name.replace("_", "-")} {value!r} differs from the checkpoint\'s '
+                             f'{getattr(saved, name)!r}; a resumed run keeps the settings that decide its '
+                             f'numbers. Only {", ".join(RESUMABLE)} may change.')
+    config = dataclasses.replace(saved, **dict(explicit, resume=folder))
+    if 'out' not in explicit and os.path.basename(os.path.normpath(folder)) == 'checkpoint':
+        config = dataclasses.replace(config, out=os.path.dirname(os.path.normpath(folder)))
+    return config.validate()
+
+
+def check_out_dir(config):
+    """Refuse to write a new run over an old one (resuming into its own folder is fine)."""
+    if config.out and os.path.exists(os.path.join(config.out, 'config.json')) and not config.resume:
+        raise ValueError(f'{config.out} already holds a run (config.json); give another --out, or continue '
+                         f'it with --resume {config.out}.')
+
+
+def load_data(config, ctx):
+    """(train_iter, test_iter) of Fashion-MNIST on ``ctx``, shuffled by ``config.seed``."""
+    from .data import DataIter, load_fashion_mnist, to_nd   # the data module knows no model: import late
+    data = load_fashion_mnist(config.data_dir, download=config.download, verify=config.verify)
+    X, y = to_nd(data.train_images, data.train_labels, ctx)
+    X_test, y_test = to_nd(data.test_images, data.test_labels, ctx)
+    train_iter = DataIter(X, y, config.batch_size, shuffle=True, seed=config.seed)
+    test_iter = DataIter(X_test, y_test, TEST_BATCH, shuffle=False)
+    return train_iter, test_iter
+
+
+def make_net(config, ctx):
+    mx.random.seed(config.seed)
+    np.random.seed(config.seed)
+    net = build_net(config.norm, config.style, config.dense_norm, config.article_init, ctx)
+    if config.hybridize and config.style == 'gluon':
+        net.hybridize()
+    return net
+
+
+def train(config, log=print):
+    """Run training as ``config`` says; return (history, out folder). Prints a summary at the end."""
+    config.validate()
+    check_out_dir(config)
+    ctx = parse_ctx(config.ctx)
+    train_iter, test_iter = load_data(config, ctx)
+    net = make_net(config, ctx)
+    out = config.out or default_out_dir(config)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, 'config.json'), 'w') as f:
+        json.dump(dict(config.to_dict(), out=out), f, indent=1)
+    tic = time.time()
+    try:
+        history = fit(net, train_iter, test_iter, config, ctx, out=out, resume=config.resume, log=log)
+    except TrainingInterrupted:
+        _write_results(net, out, _history_so_far(out), config)
+        raise
+    _write_results(net, out, history, config)
+    if not config.quiet:
+        log(summary(history, out, time.time() - tic, ctx, config))
+    return history, out
+
+
+def _history_so_far(out):
+    try:
+        return ckpt.read_state(out)['history']
+    except (OSError, ValueError):
+        return []
+
+
+def _write_results(net, out, history, config):
+    ckpt.save_params(net, os.path.join(out, 'model.params'))
+    if history:
+        plot_curves(history, os.path.join(out, 'curves.png'),
+                    title=f'LeNet, norm={config.norm}, style={config.style}, lr={config.lr:g}')
+
+
+def summary(history, out, seconds, ctx, config):
+    """A few lines: final and best accuracy, time, and where the files went."""
+    last, best = history[-1], max(history, key=lambda m: m['test_acc'])
+    files = ', '.join(f for f in ('config.json', 'metrics.csv', 'model.params', 'checkpoint/', 'curves.png')
+                      if os.path.exists(os.path.join(out, f.rstrip('/'))))
+    return '\n'.join([
+        f"done: {len(history)} epochs of LeNet (norm {config.norm}, style {config.style}) on {ctx}",
+        f"  test accuracy  {last['test_acc']:.4f}  (best {best['test_acc']:.4f}, epoch {best['epoch']})",
+        f"  train accuracy {last['train_acc']:.4f}, train loss {last['train_loss']:.4f}, "
+        f"test loss {last['test_loss']:.4f}",
+        f"  this session {seconds / 60:.1f} min; last epoch {last['seconds']:.1f} s at "
+        f"{last['examples_per_sec']:,.0f} examples/s",
+        f"  files in {out}/: {files}",
+        f"  evaluate again: python train.py --eval {out}",
+    ])
+
+
+def evaluate_checkpoint(config, log=print):
+    """Evaluate ``config.eval`` (checkpoint/run folder or .params file) on the test set; write nothing.
+
+    A checkpoint brings its own network settings; a bare .params file uses ``config``'s norm, style
+    and dense_norm.
+    """
+    path = config.eval
+    if os.path.isdir(path):
+        saved = TrainConfig.from_dict(ckpt.read_state(path)['config'])
+        config = dataclasses.replace(config, norm=saved.norm, style=saved.style, dense_norm=saved.dense_norm)
+        params = os.path.join(ckpt.find_checkpoint(path), ckpt.PARAMS)
+    else:
+        params = path
+    ctx = parse_ctx(config.ctx)
+    net = build_net(config.norm, config.style, config.dense_norm, ctx=ctx)
+    ckpt.load_params(net, params)
+    _, test_iter = load_data(config, ctx)
+    result = evaluate(net, test_iter, ctx)
+    log(f"{params}: test loss {result['loss']:.4f}, test accuracy {result['acc']:.4f} "
+        f"({result['n']} examples, norm {config.norm}, style {config.style})")
+    return result

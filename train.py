@@ -1,0 +1,61 @@
+"""Train the LeNet-style CNN with batch norm on Fashion-MNIST and write the run's files.
+
+The flags are the fields of bn_gluon.config.TrainConfig; this file only parses them and calls the library.
+"""
+import argparse
+import dataclasses
+import sys
+import typing
+
+from bn_gluon.config import TrainConfig
+from bn_gluon.engine import NonFiniteLossError, TrainingInterrupted
+from bn_gluon.experiment import evaluate_checkpoint, resolve_config, train
+
+
+def build_parser():
+    """One flag per TrainConfig field; a bool field gets --name and --no-name."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in dataclasses.fields(TrainConfig):
+        flag, meta = '--' + f.name.replace('_', '-'), dict(f.metadata)
+        if f.type in (bool, 'bool'):
+            group = parser.add_mutually_exclusive_group()
+            group.add_argument(flag, dest=f.name, action='store_true', default=argparse.SUPPRESS,
+                               help=f"{meta['help']} (default: {'on' if f.default else 'off'})")
+            group.add_argument('--no-' + flag[2:], dest=f.name, action='store_false', default=argparse.SUPPRESS,
+                               help=f'turn {flag} off')
+        else:
+            kind = typing.get_args(f.type)[0] if typing.get_args(f.type) else f.type
+            kind = {'int': int, 'float': float, 'str': str}.get(kind, kind)
+            meta['help'] += f' (default: {f.default})'
+            parser.add_argument(flag, dest=f.name, type=kind, default=argparse.SUPPRESS, **meta)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    explicit = vars(parser.parse_args(argv))          # only the flags given: resuming needs to know which
+    try:
+        config = resolve_config(explicit)
+    except ValueError as e:
+        parser.error(str(e))                          # exit status 2, nothing written
+    try:
+        if config.eval:
+            evaluate_checkpoint(config)
+        else:
+            train(config)
+    except TrainingInterrupted as e:                  # Ctrl-C once: stopped between steps, checkpoint saved
+        print(f'\n{e}', file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:                         # Ctrl-C twice: stopped at once
+        print('\naborted; the last checkpoint saved at an epoch end (if any) is in checkpoint/ of the run '
+              'folder.', file=sys.stderr)
+        return 130
+    except NonFiniteLossError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -3,7 +3,9 @@ from .batch_norm import batch_norm, batch_norm_backward, stat_axes, update_movin
 from .batch_renorm import RenormSchedule, batch_renorm, renorm_correction
 from .group_norm import group_norm, instance_norm, layer_norm
 from .lrn import lrn
+from .sync_batch_norm import combine_moments, local_moments, sync_batch_norm, sync_batch_norm_backward
 
-__all__ = ['batch_norm', 'batch_norm_backward', 'stat_axes', 'update_moving_stats', 'lrn',
-           'layer_norm', 'instance_norm', 'group_norm',
-           'batch_renorm', 'renorm_correction', 'RenormSchedule']
+__all__ = ['batch_norm', 'batch_norm_backward', 'stat_axes', 'update_moving_stats',
+           'sync_batch_norm', 'sync_batch_norm_backward', 'local_moments', 'combine_moments',
+           'lrn', 'layer_norm', 'instance_norm', 'group_norm', 'batch_renorm', 'renorm_correction',
+           'RenormSchedule']

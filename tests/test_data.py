@@ -1,0 +1,297 @@
+"""bn_gluon.data: strict parsing, the search order, downloads against a local server, batching."""
+import gzip
+import hashlib
+import http.server
+import os
+import threading
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import gluon, nd
+
+from bn_gluon import data
+from bn_gluon.data import fashion_mnist as fm
+from bn_gluon.data.idx import IMAGES_MAGIC, LABELS_MAGIC, idx_bytes
+
+
+@pytest.fixture(scope='module')
+def synthetic(tmp_path_factory):
+    return data.write_synthetic_fashion_mnist(tmp_path_factory.mktemp('synthetic'), n_train=60, n_test=20)
+
+
+def content_sha1(folder):
+    """The SHA-1 of each decompressed file, to let generated files pass verification."""
+    return {k: hashlib.sha1(gzip.decompress((folder / (v + '.gz')).read_bytes())).hexdigest()
+            for k, v in data.FILES.items()}
+
+
+@pytest.fixture
+def nowhere(tmp_path, monkeypatch):
+    """Every standard place points into an empty temporary folder."""
+    monkeypatch.delenv(fm.ENV_VAR, raising=False)
+    monkeypatch.setenv('MXNET_HOME', str(tmp_path / 'mxnet'))
+    monkeypatch.setattr(fm, 'PROJECT_DIR', tmp_path / 'project' / 'data' / 'fashion-mnist')
+    monkeypatch.setattr(fm, 'SYSTEM_DIR', tmp_path / 'system')
+    return tmp_path
+
+
+# --- parsing --------------------------------------------------------------------------------------------
+
+def test_synthetic_files_parse_into_the_documented_arrays(synthetic):
+    d = data.load_fashion_mnist(synthetic, download=False, verify=False)
+    assert d.train_images.shape == (60, 28, 28) and d.train_images.dtype == np.uint8
+    assert d.test_images.shape == (20, 28, 28)
+    assert np.bincount(d.train_labels, minlength=10).tolist() == [6] * 10   # balanced
+    assert d.train_labels.max() <= 9
+    again = data.load_fashion_mnist(data.write_synthetic_fashion_mnist(synthetic.parent / 'again', 60, 20),
+                                    download=False, verify=False)
+    assert all(np.array_equal(a, b) for a, b in zip(d, again))               # same seed, same files
+
+
+def test_uncompressed_files_are_accepted(synthetic, tmp_path):
+    for name in data.FILES.values():
+        (tmp_path / name).write_bytes(gzip.decompress((synthetic / (name + '.gz')).read_bytes()))
+    a = data.read_folder(tmp_path, verify=False)
+    b = data.read_folder(synthetic, verify=False)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def corrupt(folder, key, content):
+    (folder / (data.FILES[key] + '.gz')).write_bytes(gzip.compress(content))
+
+
+LABELS = np.arange(20, dtype=np.uint8) % 10
+BROKEN = {
+    'wrong magic': ('train_labels', idx_bytes(LABELS, IMAGES_MAGIC), 'magic number 2051, expected 2049'),
+    'truncated payload': ('test_images', idx_bytes(np.zeros((20, 28, 28)), IMAGES_MAGIC)[:-100], 'truncated'),
+    'trailing bytes': ('test_images', idx_bytes(np.zeros((20, 28, 28)), IMAGES_MAGIC) + b'x', 'too long'),
+    'short header': ('test_labels', b'\x00\x00\x08', 'header'),
+    'count mismatch': ('test_labels', idx_bytes(LABELS[:19], LABELS_MAGIC), '20 images but .* 19 labels'),
+    'label 10': ('test_labels', idx_bytes(np.where(LABELS == 3, 10, LABELS), LABELS_MAGIC), 'label 10 at index 3'),
+    'not 28x28': ('test_images', idx_bytes(np.zeros((20, 28, 27)), IMAGES_MAGIC), '28x27 pixels'),
+}
+
+
+@pytest.mark.parametrize('case', sorted(BROKEN))
+def test_broken_files_raise_an_error_naming_the_file(synthetic, tmp_path, case):
+    key, content, message = BROKEN[case]
+    for name in data.FILES.values():
+        (tmp_path / (name + '.gz')).write_bytes((synthetic / (name + '.gz')).read_bytes())
+    corrupt(tmp_path, key, content)
+    with pytest.raises(data.DataError, match=message) as info:
+        data.read_folder(tmp_path, verify=False)
+    assert data.FILES[key if case != 'count mismatch' else 'test_images'] in str(info.value)
+
+
+def test_bad_gzip_and_missing_files_are_named(synthetic, tmp_path):
+    for name in data.FILES.values():
+        (tmp_path / (name + '.gz')).write_bytes((synthetic / (name + '.gz')).read_bytes())
+    path = tmp_path / (data.FILES['train_images'] + '.gz')
+    path.write_bytes(path.read_bytes()[:200])                    # a gzip stream cut short
+    with pytest.raises(data.DataError, match='train-images-idx3-ubyte.gz: not a valid gzip file'):
+        data.read_folder(tmp_path, verify=False)
+    path.unlink()
+    with pytest.raises(data.DataError, match=r'missing train-images-idx3-ubyte\[\.gz\]'):
+        data.read_folder(tmp_path, verify=False)
+
+
+def test_verification_rejects_files_whose_content_differs(synthetic):
+    with pytest.raises(data.DataError, match='content SHA-1 .* expected b9bd999c'):
+        data.read_folder(synthetic, verify=True)
+
+
+# --- where the files are found --------------------------------------------------------------------------
+
+def place(folder, n_train):
+    return data.write_synthetic_fashion_mnist(folder, n_train=n_train, n_test=10)
+
+
+def test_search_order_root_env_project_system_mxnet(nowhere, monkeypatch):
+    places = {'mxnet': nowhere / 'mxnet' / 'datasets' / 'fashion-mnist', 'system': fm.SYSTEM_DIR,
+              'project': fm.PROJECT_DIR, 'env': nowhere / 'env', 'root': nowhere / 'root'}
+    monkeypatch.setenv(fm.ENV_VAR, str(places['env']))
+    for n_train, (name, folder) in enumerate(places.items(), start=11):   # each place its own size
+        place(folder, n_train)
+        found = data.load_fashion_mnist(places['root'], download=False, verify=False)
+        assert len(found.train_images) == n_train, name                    # the later, higher place wins
+
+
+def test_a_corrupt_copy_is_skipped_with_a_warning_for_the_next_good_one(nowhere, monkeypatch):
+    place(fm.SYSTEM_DIR, 30)
+    place(fm.PROJECT_DIR, 40)
+    corrupt(fm.PROJECT_DIR, 'train_labels', b'garbage')
+    with pytest.warns(UserWarning, match='skipping .*project'):
+        found = data.load_fashion_mnist(download=False, verify=False)
+    assert len(found.train_images) == 30
+
+
+def test_nothing_found_offline_lists_every_place_and_the_three_ways(nowhere):
+    with pytest.raises(data.DataNotFoundError) as info:
+        data.load_fashion_mnist(nowhere / 'given', download=False)
+    text = str(info.value)
+    for expected in ('given', 'project', 'system', 'mxnet', 'apt-get install dataset-fashion-mnist',
+                     '--no-download', 'copy the four files'):
+        assert expected in text
+
+
+# --- downloading ----------------------------------------------------------------------------------------
+
+class Mirror(http.server.BaseHTTPRequestHandler):
+    """Serves ``files`` (name -> bytes); mode 'good', 'corrupt' (flipped bytes), 'drop' (half, then close)."""
+    files, mode = {}, 'good'
+
+    def do_GET(self):
+        body = self.files.get(self.path.rsplit('/', 1)[-1])
+        if body is None:
+            self.send_error(404)
+            return
+        if self.mode == 'corrupt':
+            body = gzip.compress(gzip.decompress(body)[::-1])
+        self.send_response(200)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[:len(body) // 2] if self.mode == 'drop' else body)
+        self.wfile.flush()
+        if self.mode == 'drop':
+            self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def mirrors(synthetic, monkeypatch):
+    """URLs of three local servers, 'good', 'corrupt' and 'drop', serving the synthetic files."""
+    monkeypatch.setattr(fm, 'SHA1', content_sha1(synthetic))
+    files = {p.name: p.read_bytes() for p in synthetic.iterdir()}
+    servers, urls = [], {}
+    for mode in ('good', 'corrupt', 'drop'):
+        handler = type(f'Mirror_{mode}', (Mirror,), {'files': files, 'mode': mode})
+        server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        urls[mode] = f'http://127.0.0.1:{server.server_address[1]}/files/'
+    yield urls
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_download_when_nothing_is_found(nowhere, mirrors, synthetic):
+    found = data.load_fashion_mnist(download=True, mirrors=[mirrors['good']])
+    expected = data.read_folder(synthetic, verify=False)
+    assert all(np.array_equal(a, b) for a, b in zip(found, expected))
+    assert sorted(p.name for p in fm.PROJECT_DIR.iterdir()) == sorted(v + '.gz' for v in data.FILES.values())
+
+
+@pytest.mark.parametrize('bad', ['corrupt', 'drop'])
+def test_a_bad_mirror_leaves_no_file_and_the_next_one_is_tried(nowhere, mirrors, bad):
+    with pytest.raises(data.DataError, match='could not download') as info:
+        data.download_fashion_mnist(fm.PROJECT_DIR, [mirrors[bad]], progress=False)
+    assert ('SHA-1' if bad == 'corrupt' else 'connection closed after') in str(info.value)
+    assert list(fm.PROJECT_DIR.iterdir()) == []                  # not even a partial file
+    data.download_fashion_mnist(fm.PROJECT_DIR, [mirrors[bad], mirrors['good']], progress=False)
+    assert len(list(fm.PROJECT_DIR.iterdir())) == 4
+
+
+def test_an_unreachable_mirror_ends_in_data_not_found(nowhere):
+    with pytest.raises(data.DataNotFoundError, match='could not download'):
+        data.load_fashion_mnist(mirrors=['http://127.0.0.1:9/'])
+    assert not any(fm.PROJECT_DIR.iterdir())
+
+
+# --- feeding --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def arrays(synthetic):
+    d = data.load_fashion_mnist(synthetic, download=False, verify=False)
+    return d.train_images[:50], d.train_labels[:50]
+
+
+def test_to_nd_equals_gluons_to_tensor(arrays):
+    images, labels = arrays
+    X, y = data.to_nd(images, labels)
+    assert X.shape == (50, 1, 28, 28) and X.dtype == np.float32 and y.dtype == np.float32
+    ref = np.stack([gluon.data.vision.transforms.ToTensor()(nd.array(im[..., None], dtype='uint8')).asnumpy()
+                    for im in images])
+    np.testing.assert_array_equal(X.asnumpy(), ref)
+    np.testing.assert_array_equal(y.asnumpy(), labels)
+    Z, _ = data.to_nd(images, labels, mean=0.5, std=0.25)
+    np.testing.assert_allclose(Z.asnumpy(), (ref - 0.5) / 0.25, rtol=1e-6, atol=1e-6)
+
+
+def test_the_gluon_dataloader_gives_the_same_tensors(arrays):
+    images, labels = arrays
+    X, y = data.to_nd(images, labels)
+    batches = list(data.gluon_dataloader(images, labels, 16, shuffle=False))
+    assert [len(b[0]) for b in batches] == [16, 16, 16, 2]
+    np.testing.assert_array_equal(nd.concat(*[b[0] for b in batches], dim=0).asnumpy(), X.asnumpy())
+
+
+def test_shuffling_is_deterministic_and_covers_every_example_once(arrays):
+    X, y = data.to_nd(*arrays)
+    it = data.DataIter(X, nd.arange(50), 16, seed=3)             # labels = example ids
+    order = lambda it, e: np.concatenate([b[1].asnumpy() for b in it.epoch(e)])
+    assert len(it) == 4 and [len(b[0]) for b in it.epoch(0)] == [16, 16, 16, 2]   # last batch kept
+    first = order(it, 0)
+    assert sorted(first) == list(range(50))                       # every example exactly once
+    assert np.array_equal(first, order(data.DataIter(X, nd.arange(50), 16, seed=3), 0))
+    assert not np.array_equal(first, order(it, 1))                # a new permutation per epoch
+    assert not np.array_equal(first, order(data.DataIter(X, nd.arange(50), 16, seed=4), 0))
+    for xb, yb in it.epoch(1):                                    # images travel with their labels
+        np.testing.assert_array_equal(xb.asnumpy(), X.asnumpy()[yb.asnumpy().astype(int)])
+
+
+def test_drop_last_sequential_and_by_class_orders(arrays):
+    X, y = data.to_nd(*arrays)
+    dropped = data.DataIter(X, y, 16, drop_last=True)
+    assert len(dropped) == 3 and [len(b[0]) for b in dropped.epoch(0)] == [16] * 3
+    seq = np.concatenate([b[1].asnumpy() for b in data.DataIter(X, y, 16, shuffle=False)])
+    np.testing.assert_array_equal(seq, arrays[1])
+    by_class = np.concatenate([b[1].asnumpy() for b in data.DataIter(X, y, 16, order='by_class').epoch(5)])
+    np.testing.assert_array_equal(by_class, np.sort(arrays[1]))
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(batch_size=0), 'batch_size must be a positive integer; got 0'),
+    (dict(batch_size=2.5), 'batch_size must be a positive integer; got 2.5'),
+    (dict(batch_size=4, order='sorted'), "order must be one of .*; got 'sorted'"),
+    (dict(batch_size=64, drop_last=True), 'batch_size 64 > 50 examples'),
+])
+def test_data_iter_rejects_bad_arguments(arrays, kwargs, message):
+    X, y = data.to_nd(*arrays)
+    with pytest.raises(ValueError, match=message):
+        data.DataIter(X, y, **kwargs)
+
+
+def test_to_nd_rejects_bad_arrays(arrays):
+    images, labels = arrays
+    with pytest.raises(ValueError, match='uint8 of shape'):
+        data.to_nd(images.astype('float32'), labels)
+    with pytest.raises(ValueError, match=r'labels must have shape \(50,\)'):
+        data.to_nd(images, labels[:49])
+    with pytest.raises(ValueError, match='both mean and std'):
+        data.to_nd(images, labels, mean=0.3)
+
+
+# --- the real data, where it is installed (CI installs the Debian package) ------------------------------
+
+@pytest.fixture(scope='module')
+def real():
+    try:
+        return data.load_fashion_mnist(download=False)
+    except data.DataNotFoundError:
+        if os.environ.get('CI'):
+            raise
+        pytest.skip('Fashion-MNIST is not installed here (apt-get install dataset-fashion-mnist)')
+
+
+def test_real_data_facts(real):
+    assert (len(real.train_images), len(real.test_images)) == (60000, 10000)
+    assert np.bincount(real.train_labels).tolist() == [6000] * 10
+    assert np.bincount(real.test_labels).tolist() == [1000] * 10
+    assert (real.train_labels[0], real.test_labels[0]) == (9, 9)
+    assert data.CLASS_NAMES[9] == 'Ankle boot'
+    X, _ = data.to_nd(real.train_images, real.train_labels, mx.cpu())
+    assert abs(X.mean().asscalar() - data.TRAIN_MEAN) < 1e-4

@@ -7,7 +7,7 @@ from typing import Optional
 
 import mxnet as mx
 
-from .models import NORMS
+from .models import NORMS, RAW_NORMS, get_norm
 from .optim import LR_SCHEDULES
 
 NORM_CHOICES = NORMS  # the registry itself, so a norm registered later is a valid choice at once
@@ -84,14 +84,16 @@ class TrainConfig:
         _expect(self.lr_schedule in LR_SCHEDULES, 'lr_schedule', self.lr_schedule,
                 f'one of {", ".join(LR_SCHEDULES)}')
         _expect(self.norm in NORM_CHOICES, 'norm', self.norm, f'one of {", ".join(NORM_CHOICES)}')
+        get_norm(self.norm, self.dense_norm)
         _expect(self.style in STYLES, 'style', self.style, f'one of {", ".join(STYLES)}')
         _expect(self.optimizer in OPTIMIZERS, 'optimizer', self.optimizer, f'one of {", ".join(OPTIMIZERS)}')
         _expect(0 <= self.momentum < 1, 'momentum', self.momentum, 'a number in [0, 1)')
         _expect(self.weight_decay >= 0, 'weight_decay', self.weight_decay, 'a number >= 0')
         _expect(isinstance(self.seed, int) and self.seed >= 0, 'seed', self.seed, 'an integer >= 0')
-        if self.style == 'raw' and self.norm == 'gluon':
-            raise ValueError("norm 'gluon' needs Gluon blocks, but style 'raw' is plain nd code; use "
-                             "--norm scratch or none with --style raw, or --style gluon.")
+        if self.style == 'raw' and self.norm not in RAW_NORMS:
+            raise ValueError(f"norm {self.norm!r} needs Gluon blocks, but style 'raw' is plain nd code with the "
+                             f"article's batch norm only; use --norm scratch or none with --style raw, or "
+                             f"--style gluon.")
         if self.eval and self.resume:
             raise ValueError('eval and resume are exclusive: --eval only evaluates, --resume trains on.')
         for name in ('eval', 'resume'):

@@ -7,6 +7,9 @@ Normalization: Accelerating Deep Network Training by Reducing Internal Covariate
                    conv 50@3x3 -> BN -> ReLU -> maxpool 2  -> (N, 50, 5, 5)
                    flatten -> dense 128 [-> BN] -> ReLU -> dense 10 -> (N, 10)
 
+The Gluon style takes any normalization of ``NORMS`` in the BN slots (batch, layer, group, instance,
+local response, batch renorm); the raw style is the article's program and knows batch norm only.
+
 Both styles name their parameters the way ``save_parameters`` does (``conv1.weight``, ``bn1.gamma``,
 ``bn1.running_mean``, ``dense1.weight``, ...), so a raw dict, a Gluon net and a ``.params`` file are the
 same thing in three forms. Dense weights have Gluon's (out, in) layout in both.
@@ -17,8 +20,24 @@ import mxnet as mx
 from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
 
-from .functional import batch_norm
-from .layers import BatchNorm
+from .functional import RenormSchedule, batch_norm
+from .layers import LRN, BatchNorm, BatchRenorm, GroupNorm, InstanceNorm
+
+# The paper's renorm schedule (5k steps of plain BN, rmax 3 by 40k, dmax 5 by 25k) ten times shorter:
+# our runs take thousands of steps, not Inception's hundreds of thousands. 500 steps is about one epoch
+# at batch 128; batch 2 passes it within 1,000 examples.
+LENET_RENORM_SCHEDULE = RenormSchedule(rmax=3, dmax=5, warmup_steps=500, rmax_steps=4000, dmax_steps=2500)
+
+
+def group_count(channels):
+    """Groups of at least 4 channels, with as few channels as that allows: 20 -> 5, 50 -> 10, 128 -> 32.
+
+    Wu and He use G = 32 (or groups of 16 channels); LeNet's 20 and 50 channels allow neither, and
+    groups of 4-5 channels sit between instance norm (1) and layer norm (all).
+    """
+    size = next((s for s in range(4, channels + 1) if channels % s == 0), channels)
+    return channels // size
+
 
 # name -> callable(channels) returning the normalization block, or None for no layer. Add a
 # normalization by adding an entry; lenet(norm=name) then builds with it.
@@ -26,7 +45,18 @@ NORMS = {
     'scratch': lambda channels: BatchNorm(in_channels=channels),
     'gluon': lambda channels: nn.BatchNorm(in_channels=channels),
     'none': lambda channels: None,
+    # Batch norm corrected towards its moving statistics (Ioffe 2017), for small or non-i.i.d. batches.
+    'renorm': lambda channels: BatchRenorm(in_channels=channels, schedule=LENET_RENORM_SCHEDULE),
+    # Per example over all of (C, H, W): group norm with one group (gamma and beta are one value each).
+    'layer': lambda channels: GroupNorm(num_groups=1),
+    'group': lambda channels: GroupNorm(num_groups=group_count(channels)),
+    # Per example and channel over (H, W); gamma learned, which gluon's default (scale=False) would not.
+    'instance': lambda channels: InstanceNorm(scale=True, in_channels=channels),
+    # AlexNet's constants; here before the ReLU like every norm of the LeNet (AlexNet puts it after).
+    'lrn': lambda channels: LRN(n=5, k=2.0, alpha=1e-4, beta=0.75),
 }
+RAW_NORMS = ('scratch', 'none')       # the raw network writes the article's batch norm out by hand
+NEEDS_POSITIONS = ('instance',)       # statistics over (H, W): nothing to average after the dense layer
 
 # Layer order of both styles; it is also the order in which the initial values are drawn.
 LAYERS = ('conv1', 'bn1', 'conv2', 'bn2', 'dense1', 'bn3', 'dense2')
@@ -39,16 +69,17 @@ class LeNet(nn.HybridBlock):
     Parameters
     ----------
     norm : str
-        A key of ``NORMS``: 'scratch' (bn_gluon.BatchNorm), 'gluon' (gluon.nn.BatchNorm) or 'none'.
+        A key of ``NORMS``: 'scratch' (bn_gluon.BatchNorm), 'gluon' (gluon.nn.BatchNorm), 'none',
+        'renorm', 'layer', 'group', 'instance' or 'lrn'.
     dense_norm : bool
-        Normalize after the 128-unit dense layer too.
+        Normalize after the 128-unit dense layer too (not with 'instance', which needs positions).
     classes : int
         Number of outputs.
     """
 
     def __init__(self, norm='scratch', dense_norm=False, classes=10, **kwargs):
         super().__init__(**kwargs)
-        make_norm = get_norm(norm)
+        make_norm = get_norm(norm, dense_norm)
         self.norm, self.dense_norm = norm, dense_norm
         with self.name_scope():
             self.conv1 = nn.Conv2D(20, kernel_size=5, in_channels=1)
@@ -72,10 +103,14 @@ def _maybe(block, X):
     return X if block is None else block(X)
 
 
-def get_norm(name):
-    """The factory registered under ``name`` in ``NORMS``."""
+def get_norm(name, dense_norm=False):
+    """The factory registered under ``name`` in ``NORMS``; ``dense_norm``: it must also fit (N, 128)."""
     if name not in NORMS:
         raise ValueError(f'unknown norm {name!r}; registered: {", ".join(sorted(NORMS))}.')
+    if dense_norm and name in NEEDS_POSITIONS:
+        raise ValueError(f"norm {name!r} normalizes over the positions (H, W) of a feature map, and the dense "
+                         f"layer's (N, 128) output has none; turn dense_norm off (--no-dense-norm) or use "
+                         f"another norm.")
     return NORMS[name]
 
 
@@ -136,8 +171,9 @@ def init_raw_lenet(norm='scratch', dense_norm=False, article_init=False, ctx=Non
     Weights, biases, gamma and beta have gradients attached; the moving statistics do not (they are
     averaged, never learned).
     """
-    if norm not in ('scratch', 'none'):
-        raise ValueError(f"the raw network supports norm 'scratch' or 'none'; got {norm!r}.")
+    if norm not in RAW_NORMS:
+        raise ValueError(f"the raw network supports norm 'scratch' or 'none'; got {norm!r}. The other "
+                         f"normalizations are Gluon blocks: build_net(norm, style='gluon').")
     params = {}
     for name, shape in _raw_shapes(norm, dense_norm, classes).items():
         params[name] = initial_value(name, shape, article_init, ctx)

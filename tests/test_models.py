@@ -8,6 +8,7 @@ from mxnet import autograd, gluon, nd
 
 import bn_gluon
 from bn_gluon.config import TrainConfig
+from bn_gluon.optim import SGD
 from bn_gluon import models
 from bn_gluon.models import (LeNet, NORMS, RawLeNet, gluon_to_raw, init_raw_lenet, lenet, named_parameters,
                              raw_lenet_forward, raw_to_gluon)
@@ -53,15 +54,16 @@ def test_batch_norm_sits_between_convolution_and_activation():
 
 
 def test_registering_a_norm_is_one_dict_entry(monkeypatch):
-    monkeypatch.setitem(NORMS, 'instance', lambda channels: gluon.nn.InstanceNorm(in_channels=channels))
-    net = lenet('instance')
+    monkeypatch.setitem(NORMS, 'gluon_instance', lambda channels: gluon.nn.InstanceNorm(in_channels=channels))
+    net = lenet('gluon_instance')
     assert isinstance(net.bn2, gluon.nn.InstanceNorm)
     assert net(batch(2)).shape == (2, 10)
-    TrainConfig(norm='instance').validate()
+    TrainConfig(norm='gluon_instance').validate()
 
 
 def test_unknown_norm_names_the_registered_ones():
-    with pytest.raises(ValueError, match="unknown norm 'batch'.*gluon, none, scratch"):
+    with pytest.raises(ValueError, match="unknown norm 'batch'.*gluon, group, instance, layer, lrn, none, "
+                                         "renorm, scratch"):
         LeNet('batch')
     with pytest.raises(ValueError, match="raw network supports norm 'scratch' or 'none'"):
         init_raw_lenet('gluon')
@@ -175,11 +177,13 @@ def test_raw_adapter_shares_arrays_with_its_parameters():
         net.hybridize()
 
 
-def test_hybridized_scratch_lenet_matches_imperative():
+@pytest.mark.parametrize('norm,dense_norm', [('scratch', False), ('renorm', True), ('group', True),
+                                             ('lrn', True)])
+def test_hybridized_lenet_matches_imperative(norm, dense_norm):
     mx.random.seed(6)
-    a = lenet('scratch')
+    a = lenet(norm, dense_norm=dense_norm)
     mx.random.seed(6)
-    b = lenet('scratch')
+    b = lenet(norm, dense_norm=dense_norm)
     b.hybridize()
     X = batch(16)
     for net in (a, b):
@@ -194,3 +198,97 @@ def test_hybridized_scratch_lenet_matches_imperative():
 def test_build_net_rejects_unknown_style():
     with pytest.raises(ValueError, match="style must be 'gluon' or 'raw'; got 'keras'"):
         models.build_net(style='keras')
+
+
+# The other normalizations in the BN slots: what each builds, its parameters, and one training step.
+OTHER_NORMS = {  # name -> (block class, bn1's parameter shapes with C = 20)
+    'renorm': (bn_gluon.BatchRenorm, {'gamma': (20,), 'beta': (20,), 'running_mean': (20,),
+                                      'running_var': (20,), 'num_steps': (1,)}),
+    'layer': (bn_gluon.GroupNorm, {'gamma': (1,), 'beta': (1,)}),
+    'group': (bn_gluon.GroupNorm, {'gamma': (5,), 'beta': (5,)}),
+    'instance': (bn_gluon.InstanceNorm, {'gamma': (20,), 'beta': (20,)}),
+    'lrn': (bn_gluon.LRN, {}),
+}
+
+
+@pytest.mark.parametrize('channels,groups', [(20, 5), (50, 10), (128, 32), (12, 3), (7, 1), (3, 1), (1, 1)])
+def test_group_count_makes_groups_of_at_least_four_channels(channels, groups):
+    assert models.group_count(channels) == groups
+
+
+@pytest.mark.parametrize('norm', sorted(OTHER_NORMS))
+def test_other_norms_build_and_train_a_step(norm):
+    block, shapes = OTHER_NORMS[norm]
+    mx.random.seed(0)
+    net = lenet(norm)
+    assert isinstance(net.bn1, block) and isinstance(net.bn2, block) and net.bn3 is None
+    assert {k[4:]: p.shape for k, p in named_parameters(net).items() if k.startswith('bn1.')} == shapes
+    optimizer = SGD(named_parameters(net), lr=0.1)
+    X, y = batch(8), nd.arange(8) % 10
+    before = values(net)
+    with autograd.record():
+        loss = gluon.loss.SoftmaxCrossEntropyLoss()(net(X), y)
+    loss.backward()
+    optimizer.step(8)
+    after = values(net)
+    changed = {k for k in before if not np.array_equal(before[k], after[k])}
+    assert {'conv1.weight', 'dense2.bias'} <= changed
+    assert {f'bn1.{k}' for k in shapes} <= changed                # learned, averaged or counted
+    assert np.isfinite(net(X).asnumpy()).all()
+
+
+def test_example_norms_normalize_each_example_alone():
+    """Layer, group and instance norm give an example the same output whatever else is in its batch."""
+    X = batch(6)
+    for norm in ('layer', 'group', 'instance'):
+        net = lenet(norm)
+        with autograd.record():
+            together = net(X)
+        with autograd.record():
+            alone = net(X[:1])
+        np.testing.assert_allclose(alone.asnumpy(), together[:1].asnumpy(), rtol=RTOL, atol=ATOL, err_msg=norm)
+
+
+def test_layer_and_group_norm_standardize_the_sets_they_name():
+    net = lenet('group')
+    seen = {}
+    net.bn2.register_forward_hook(lambda blk, inp, out: seen.update(out=out.asnumpy()))
+    net(batch(4))
+    groups = seen['out'].reshape(4, 10, -1)                      # (N, 50, 10, 10) -> 10 groups of 5 channels
+    np.testing.assert_allclose(groups.mean(axis=2), 0, atol=1e-4)
+    np.testing.assert_allclose(groups.var(axis=2), 1, atol=1e-3)
+    net = lenet('layer')
+    net.bn1.register_forward_hook(lambda blk, inp, out: seen.update(out=out.asnumpy()))
+    net(batch(4))
+    np.testing.assert_allclose(seen['out'].reshape(4, -1).mean(axis=1), 0, atol=1e-4)   # over all (C, H, W)
+
+
+def test_lenet_lrn_has_alexnets_constants():
+    net = lenet('lrn')
+    assert repr(net.bn1) == "LRN(n=5, k=2.0, alpha=0.0001, beta=0.75, region='inter', convention='alexnet')"
+
+
+def test_lenet_renorm_counts_steps_and_follows_the_lenet_schedule():
+    net = lenet('renorm')
+    assert net.bn1.schedule == models.LENET_RENORM_SCHEDULE
+    assert models.LENET_RENORM_SCHEDULE(0) == (1.0, 0.0) and models.LENET_RENORM_SCHEDULE(4000) == (3.0, 5.0)
+    for _ in range(2):
+        with autograd.record():
+            net(batch(4))
+    assert net.bn2.num_steps.data().asscalar() == 2
+
+
+def test_instance_norm_has_no_positions_after_the_dense_layer():
+    with pytest.raises(ValueError, match=r"norm 'instance' normalizes over the positions \(H, W\)"):
+        lenet('instance', dense_norm=True)
+    with pytest.raises(ValueError, match="norm 'instance' normalizes over the positions"):
+        TrainConfig(norm='instance', dense_norm=True).validate()
+    assert lenet('group', dense_norm=True).bn3.gamma.shape == (32,)   # 128 features in 32 groups
+
+
+@pytest.mark.parametrize('norm', sorted(OTHER_NORMS) + ['gluon'])
+def test_raw_style_refuses_the_gluon_only_norms(norm):
+    with pytest.raises(ValueError, match=f"norm '{norm}' needs Gluon blocks, but style 'raw'"):
+        TrainConfig(norm=norm, style='raw').validate()
+    with pytest.raises(ValueError, match=f"raw network supports norm 'scratch' or 'none'; got '{norm}'"):
+        models.build_net(norm, style='raw')

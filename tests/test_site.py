@@ -74,6 +74,9 @@ def _browser_or_skip():
         pytest.skip(reason)
 
 
+BROWSER_UI = ('chrome://', 'chrome-untrusted://')
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
@@ -127,10 +130,11 @@ def visit(browser, server):
             report = browser.execute_script(PAGE_REPORT_JS)
             report['severe'] = [e['message'] for e in browser.get_log('browser') if e['level'] == 'SEVERE']
             events = [json.loads(e['message'])['message'] for e in browser.get_log('performance')]
-            # chrome:// pages are the browser's own UI, served from inside Chromium, never from a network.
+            # chrome:// and chrome-untrusted:// pages are the browser's own UI (its new-tab page), served
+            # from inside Chromium, never from a network.
             report['requests'] = [e['params']['request']['url'] for e in events
                                   if e['method'] == 'Network.requestWillBeSent'
-                                  and not e['params']['request']['url'].startswith('chrome://')]
+                                  and not e['params']['request']['url'].startswith(BROWSER_UI)]
             reports[page] = report
         return reports[page]
     return load

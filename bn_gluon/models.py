@@ -59,6 +59,7 @@ RAW_NORMS = ('scratch', 'none')       # the raw network writes the article's bat
 NEEDS_POSITIONS = ('instance',)       # statistics over (H, W): nothing to average after the dense layer
 
 # Layer order of both styles; it is also the order in which the initial values are drawn.
+ACTIVATIONS = ('relu', 'sigmoid', 'tanh')
 LAYERS = ('conv1', 'bn1', 'conv2', 'bn2', 'dense1', 'bn3', 'dense2')
 RUNNING_STATS = ('running_mean', 'running_var')
 
@@ -75,12 +76,17 @@ class LeNet(nn.HybridBlock):
         Normalize after the 128-unit dense layer too (not with 'instance', which needs positions).
     classes : int
         Number of outputs.
+    act : str
+        The activation after each normalization, one of ``ACTIVATIONS``: 'relu' as in the article, or
+        'sigmoid' / 'tanh' to see saturation (饱和) with and without BN.
     """
 
-    def __init__(self, norm='scratch', dense_norm=False, classes=10, **kwargs):
+    def __init__(self, norm='scratch', dense_norm=False, classes=10, act='relu', **kwargs):
         super().__init__(**kwargs)
         make_norm = get_norm(norm, dense_norm)
-        self.norm, self.dense_norm = norm, dense_norm
+        if act not in ACTIVATIONS:
+            raise ValueError(f'unknown activation {act!r}; expected one of {", ".join(ACTIVATIONS)}.')
+        self.norm, self.dense_norm, self.act = norm, dense_norm, act
         with self.name_scope():
             self.conv1 = nn.Conv2D(20, kernel_size=5, in_channels=1)
             self.bn1 = make_norm(20)
@@ -93,10 +99,26 @@ class LeNet(nn.HybridBlock):
             self.dense2 = nn.Dense(classes, in_units=128)
 
     def hybrid_forward(self, F, X):
-        H = self.pool1(F.relu(_maybe(self.bn1, self.conv1(X))))     # (N, 1, 28, 28) -> (N, 20, 12, 12)
-        H = self.pool2(F.relu(_maybe(self.bn2, self.conv2(H))))     # -> (N, 50, 5, 5)
-        H = F.relu(_maybe(self.bn3, self.dense1(H)))                # Dense flattens: -> (N, 128)
-        return self.dense2(H)                                       # -> (N, classes)
+        return self._stages(F, X)['scores']
+
+    def preactivations(self, X):
+        """What enters each activation, and the scores, for a batch ``X``; runs the blocks one by one.
+
+        Returns a dict: 'conv1' (N, 20, 24, 24), 'conv2' (N, 50, 10, 10) and 'dense1' (N, 128), each
+        after its normalization when there is one, and 'scores' (N, classes), equal to ``self(X)``.
+        Training or inference mode as for ``self(X)`` (inside or outside ``autograd.record()``).
+        """
+        return self._stages(nd, X)
+
+    def _stages(self, F, X):
+        act = getattr(F, self.act)                                # F.relu, F.sigmoid or F.tanh
+        out = {'conv1': _maybe(self.bn1, self.conv1(X))}          # (N, 1, 28, 28) -> (N, 20, 24, 24)
+        H = self.pool1(act(out['conv1']))                         # -> (N, 20, 12, 12)
+        out['conv2'] = _maybe(self.bn2, self.conv2(H))            # -> (N, 50, 10, 10)
+        H = self.pool2(act(out['conv2']))                         # -> (N, 50, 5, 5)
+        out['dense1'] = _maybe(self.bn3, self.dense1(H))          # Dense flattens: -> (N, 128)
+        out['scores'] = self.dense2(act(out['dense1']))           # -> (N, classes)
+        return out
 
 
 def _maybe(block, X):
@@ -114,7 +136,7 @@ def get_norm(name, dense_norm=False):
     return NORMS[name]
 
 
-def lenet(norm='scratch', dense_norm=False, article_init=False, ctx=None, classes=10):
+def lenet(norm='scratch', dense_norm=False, article_init=False, ctx=None, classes=10, act='relu'):
     """A LeNet built and initialized on ``ctx``: Xavier weights, gamma 1, beta 0, moving variance 1.
 
     ``article_init=True`` draws every weight, bias, gamma and beta from N(0, 0.01) and starts the moving
@@ -122,7 +144,7 @@ def lenet(norm='scratch', dense_norm=False, article_init=False, ctx=None, classe
     so after the same ``mx.random.seed`` this net and :func:`init_raw_lenet` hold the same numbers.
     """
     ctx = ctx or mx.cpu()
-    net = LeNet(norm, dense_norm, classes)
+    net = LeNet(norm, dense_norm, classes, act)
     net.initialize(mx.init.Zero(), ctx=ctx)                      # draws nothing: the values come next
     for name, p in named_parameters(net).items():
         p.set_data(initial_value(name, p.shape, article_init, ctx))

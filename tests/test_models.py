@@ -292,3 +292,42 @@ def test_raw_style_refuses_the_gluon_only_norms(norm):
         TrainConfig(norm=norm, style='raw').validate()
     with pytest.raises(ValueError, match=f"raw network supports norm 'scratch' or 'none'; got '{norm}'"):
         models.build_net(norm, style='raw')
+
+
+@pytest.mark.parametrize('act', models.ACTIVATIONS)
+@pytest.mark.parametrize('norm', ['scratch', 'none'])
+def test_activation_choice_matches_the_layers_applied_by_hand(act, norm):
+    net = lenet(norm, dense_norm=True, act=act)
+    X = batch(8)
+    f = getattr(nd, act)
+    pool = lambda H: nd.Pooling(H, kernel=(2, 2), stride=(2, 2), pool_type='max')
+    maybe = lambda bn, H: H if bn is None else bn(H)
+    H = pool(f(maybe(net.bn1, net.conv1(X))))
+    H = pool(f(maybe(net.bn2, net.conv2(H))))
+    expected = net.dense2(f(maybe(net.bn3, net.dense1(H))))
+    np.testing.assert_allclose(net(X).asnumpy(), expected.asnumpy(), rtol=RTOL, atol=ATOL)
+
+
+def test_unknown_activation_names_the_known_ones():
+    with pytest.raises(ValueError, match="unknown activation 'gelu'; expected one of relu, sigmoid, tanh"):
+        lenet(act='gelu')
+
+
+@pytest.mark.parametrize('hybridize', [False, True])
+def test_preactivations_are_what_enters_each_activation(hybridize):
+    net = lenet('scratch', dense_norm=True, act='sigmoid')
+    if hybridize:
+        net.hybridize()
+    X = batch(32)
+    seen = {}
+    for name in ('bn1', 'bn2', 'bn3'):
+        getattr(net, name).register_forward_hook(lambda blk, inp, out, name=name: seen.update({name: out}))
+    with autograd.record():                                        # training mode: batch statistics
+        taps = net.preactivations(X)
+    assert {k: v.shape for k, v in taps.items()} == {'conv1': (32, 20, 24, 24), 'conv2': (32, 50, 10, 10),
+                                                     'dense1': (32, 128), 'scores': (32, 10)}
+    for tap, bn in (('conv1', 'bn1'), ('conv2', 'bn2'), ('dense1', 'bn3')):
+        np.testing.assert_array_equal(taps[tap].asnumpy(), seen[bn].asnumpy())
+    np.testing.assert_allclose(taps['dense1'].asnumpy().mean(axis=0), 0, atol=1e-4)   # normalized, gamma 1
+    np.testing.assert_allclose(net.preactivations(X)['scores'].asnumpy(), net(X).asnumpy(), rtol=RTOL,
+                               atol=ATOL)                          # inference mode: the net's own output

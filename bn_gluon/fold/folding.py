@@ -221,7 +221,7 @@ def _fold_lenet(net):
     if others:
         raise TypeError(f'LeNet {net.name} normalizes with {", ".join(others)}, which is not a batch norm and '
                         f'has no fixed affine map at inference; only batch norms can be folded.')
-    folded = LeNet('none', dense_norm=False, classes=net.dense2.weight.shape[0])
+    folded = LeNet('none', dense_norm=False, classes=net.dense2.weight.shape[0], act=net.act)
     ctx = net.conv1.weight.list_ctx()
     folded.initialize(mx.init.Zero(), ctx=ctx)
     for layer, bn in LENET_PAIRS + (('dense2', None),):

@@ -26,7 +26,8 @@ PARAMS, OPTIMIZER, STATE = 'model.params', 'optimizer.states', 'state.json'
 
 def save_params(net, path):
     """Write the network's parameters (running statistics included) under ``save_parameters`` names."""
-    nd.save(path, {name: p.data() for name, p in named_parameters(net).items()})
+    # the first device's copy: on several devices the copies are equal (running statistics reconciled)
+    nd.save(path, {name: p.data(p.list_ctx()[0]) for name, p in named_parameters(net).items()})
 
 
 def load_params(net, path):

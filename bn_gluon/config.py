@@ -9,6 +9,7 @@ import mxnet as mx
 
 from .models import NORMS, RAW_NORMS, get_norm
 from .optim import LR_SCHEDULES
+from .parallel import KVSTORES
 
 NORM_CHOICES = NORMS  # the registry itself, so a norm registered later is a valid choice at once
 STYLES = ('gluon', 'raw')
@@ -47,7 +48,13 @@ class TrainConfig:
     # BN already regularizes, and six epochs are too few to overfit much.
     weight_decay: float = field(default=0.0, metadata=_opt('L2 penalty added to the gradient'))
     # 'auto' takes the first GPU when MXNet sees one, else the CPU.
-    ctx: str = field(default='auto', metadata=_opt('device: auto, cpu, cpu:N, gpu or gpu:N'))
+    ctx: str = field(default='auto', metadata=_opt('device: auto, cpu, cpu:N, gpu or gpu:N; a comma-separated '
+                                                   'list (cpu:0,cpu:1) splits every batch across the devices'))
+    # None: one process, gradients summed over its devices by hand. dist_sync: several processes started by
+    # python -m bn_gluon.launch, each on its own shard of the data, summed through MXNet's parameter servers.
+    kvstore: Optional[str] = field(default=None, metadata=_opt(
+        'MXNet kvstore that sums the gradients; dist_sync for worker processes started by python -m '
+        'bn_gluon.launch (--batch-size is then the global batch, split over the workers)', choices=KVSTORES))
     # Fixed, so two runs with the same flags give the same numbers on the CPU.
     seed: int = field(default=0, metadata=_opt('seed of initialisation and shuffling'))
     # None searches the standard places (see data/README.md).
@@ -102,8 +109,25 @@ class TrainConfig:
                 raise ValueError(f'{name} checkpoint {path!r} does not exist.')
         if self.out is not None and os.path.isfile(self.out):
             raise ValueError(f'out {self.out!r} is a file; give a folder (it is created if missing).')
-        parse_ctx(self.ctx)
+        ctxs = parse_ctxs(self.ctx)
+        self._validate_parallel(len(ctxs))
         return self
+
+    def _validate_parallel(self, num_devices):
+        _expect(self.kvstore is None or self.kvstore in KVSTORES, 'kvstore', self.kvstore,
+                f'one of {", ".join(KVSTORES)} (or not given)')
+        if num_devices == 1 and self.kvstore is None:
+            return
+        if self.style != 'gluon' or self.optimizer != 'sgd':
+            raise ValueError(f"data parallelism (--ctx {self.ctx}, --kvstore {self.kvstore}) runs the Gluon network "
+                             f"with the hand-written SGD; got --style {self.style} --optimizer {self.optimizer}. "
+                             f"Use --style gluon --optimizer sgd, or one device without --kvstore.")
+        _expect(self.batch_size >= 2 * num_devices, 'batch_size', self.batch_size,
+                f'at least 2 per device ({2 * num_devices} for {num_devices} devices)')
+        if self.kvstore is not None and self.kvstore.startswith('dist') and 'DMLC_ROLE' not in os.environ:
+            raise ValueError(f'--kvstore {self.kvstore} needs the scheduler, servers and DMLC_* variables that the '
+                             f'launcher provides: python -m bn_gluon.launch -n 2 -- python train.py --kvstore '
+                             f'{self.kvstore} ...')
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -131,7 +155,7 @@ def parse_ctx(spec):
     """
     spec = str(spec).strip().lower()
     if ',' in spec:
-        raise ValueError(f'--ctx {spec!r}: training runs on one device; give one of auto, cpu, gpu, gpu:N.')
+        raise ValueError(f'--ctx {spec!r}: one device expected here; parse_ctxs reads lists.')
     if spec == 'auto':
         return mx.gpu(0) if mx.context.num_gpus() > 0 else mx.cpu()
     kind, _, index = spec.partition(':')
@@ -145,6 +169,14 @@ def parse_ctx(spec):
         have = f'{n} GPU(s) (gpu:0 to gpu:{n - 1})' if n else 'no GPU (or this MXNet build has no CUDA)'
         raise ValueError(f'--ctx {spec}: MXNet sees {have}. Use --ctx cpu or --ctx auto.')
     return mx.gpu(i)
+
+
+def parse_ctxs(spec):
+    """Turn 'cpu:0,cpu:1' (or one device, as for :func:`parse_ctx`) into a list of ``mx.Context``."""
+    ctxs = [parse_ctx(part) for part in str(spec).split(',')]
+    if len(set(ctxs)) != len(ctxs):
+        raise ValueError(f'--ctx {spec!r} repeats a device; each device may appear once.')
+    return ctxs
 
 
 def default_out_dir(config, root='runs'):

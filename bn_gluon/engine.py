@@ -23,6 +23,7 @@ from mxnet import autograd, gluon, nd
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
+from . import parallel
 from .models import named_parameters
 from .optim import LR_SCHEDULES, make_optimizer
 
@@ -73,9 +74,11 @@ def train_epoch(net, train_iter, optimizer, epoch, ctx=None, *, start_step=0, su
     """Run the steps of one epoch from ``start_step``; return the sums (loss, correct, n, step).
 
     ``lr_at(step)`` gives the learning rate of each step (None: leave the optimizer's). ``stop`` is
-    polled after each step; when it returns True the epoch ends early with ``'stopped'`` set.
+    polled after each step; when it returns True the epoch ends early with ``'stopped'`` set. ``ctx``
+    may be a list of contexts: each batch is then split across them (data parallelism).
     """
-    ctx = ctx or mx.cpu()
+    ctxs = ctx if isinstance(ctx, (list, tuple)) else [ctx or mx.cpu()]
+    ctx = ctxs[0]
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     sums = dict(sums or {'loss': 0.0, 'correct': 0.0, 'n': 0}, step=start_step, stopped=False)
     pending = []                                                  # (loss sum, correct) per unread step
@@ -84,10 +87,13 @@ def train_epoch(net, train_iter, optimizer, epoch, ctx=None, *, start_step=0, su
         X, y = X.as_in_context(ctx), y.as_in_context(ctx)
         if lr_at is not None:
             optimizer.set_learning_rate(lr_at(step))
-        with autograd.record():
-            y_hat = net(X)                                        # (B, 10) scores
-            loss = loss_fn(y_hat, y)                              # (B,) per-example loss
-        loss.backward()
+        if len(ctxs) > 1:                                         # slices on every device, gathered on ctx
+            loss, y_hat, y = parallel.forward_backward(net, loss_fn, X, y, ctxs)
+        else:
+            with autograd.record():
+                y_hat = net(X)                                    # (B, 10) scores
+                loss = loss_fn(y_hat, y)                          # (B,) per-example loss
+            loss.backward()
         optimizer.step(X.shape[0])                                # gradient of the sum / batch size
         pending.append(nd.concat(loss.sum(), (y_hat.argmax(axis=1) == y).sum(), dim=0))
         sums['n'] += X.shape[0]
@@ -118,7 +124,7 @@ def _read(pending, sums, epoch, last_step, optimizer, bar):
     pending.clear()
 
 
-def fit(net, train_iter, test_iter, config, ctx=None, *, out=None, resume=None, log=print):
+def fit(net, train_iter, test_iter, config, ctx=None, *, out=None, resume=None, log=print, kv=None):
     """Train ``net`` for ``config.epochs`` epochs; return the history, one dict of metrics per epoch.
 
     Parameters
@@ -128,23 +134,35 @@ def fit(net, train_iter, test_iter, config, ctx=None, *, out=None, resume=None, 
         ``train_iter.epoch(e)`` gives the batches of epoch e; ``iter(test_iter)`` one pass over the test set.
     config : TrainConfig
         Uses epochs, lr, lr_schedule, optimizer, momentum, weight_decay, seed and quiet.
-    ctx : mx.Context
-        Where the batches go; the network must already live there.
+    ctx : mx.Context or list of mx.Context
+        Where the batches go; the network must already live there. Several: data parallelism, with
+        :class:`bn_gluon.parallel.DataParallelSGD` and the running statistics averaged over the devices
+        before every evaluation and checkpoint.
     out : str or None
         Folder for ``checkpoint/`` and ``metrics.csv``, rewritten after every epoch; None writes nothing.
     resume : str or None
         A checkpoint (or run) folder to continue from.
     log : callable
         Receives one line per epoch (unless ``config.quiet``).
+    kv : mx.kvstore.KVStore or None
+        A ``dist_sync`` kvstore: this process is one worker, ``train_iter`` its shard. Gradients, running
+        statistics and the epoch's metrics are summed over the workers.
     """
-    ctx = ctx or mx.cpu()
-    optimizer = make_optimizer(config.optimizer, named_parameters(net), config.lr, config.momentum,
-                               config.weight_decay)
+    ctxs = ctx if isinstance(ctx, (list, tuple)) else [ctx or mx.cpu()]
+    ctx, params = ctxs[0], named_parameters(net)
+    data_parallel = len(ctxs) > 1 or kv is not None
+    if data_parallel:
+        optimizer = parallel.DataParallelSGD(params, config.lr, config.momentum, config.weight_decay, kv=kv)
+    else:
+        optimizer = make_optimizer(config.optimizer, params, config.lr, config.momentum, config.weight_decay)
     state = {'epoch': 0, 'step': 0, 'sums': None, 'seconds': 0.0, 'history': []}
     log = log if not config.quiet else (lambda *a, **k: None)
     if resume is not None:
         state.update(ckpt.load_checkpoint(resume, net, optimizer))
         log(f"resuming at epoch {state['epoch'] + 1}, step {state['step']} from {resume}")
+    if kv is not None:
+        parallel.init_kvstore(kv, params)                         # every worker starts from worker 0's values
+        kv.init(WORKER_SUMS, nd.zeros(3))
     folder = os.path.join(out, 'checkpoint') if out else None
     history, last_saved = state['history'], resume
     schedule, steps = LR_SCHEDULES[config.lr_schedule], len(train_iter)
@@ -161,7 +179,7 @@ def fit(net, train_iter, test_iter, config, ctx=None, *, out=None, resume=None, 
 
             tic = time.time()
             try:
-                sums = train_epoch(net, train_iter, optimizer, epoch, ctx, start_step=state['step'],
+                sums = train_epoch(net, train_iter, optimizer, epoch, ctxs, start_step=state['step'],
                                    sums=state['sums'], lr_at=lr_at, stop=stopping, bar=bar)
             except NonFiniteLossError as e:
                 raise NonFiniteLossError(e.epoch, e.step, e.value, config.lr, last_saved) from None
@@ -174,6 +192,10 @@ def fit(net, train_iter, test_iter, config, ctx=None, *, out=None, resume=None, 
                 saved = _save(folder, net, optimizer, config, epoch, sums['step'], partial, train_seconds,
                               history)
                 raise TrainingInterrupted(epoch, sums['step'], saved)
+            if data_parallel:                                     # one set of running statistics
+                parallel.reconcile_running_stats(params, kv)
+            if kv is not None:
+                sums = dict(sums, **_sum_over_workers(kv, sums))
             tic = time.time()
             test = evaluate(net, test_iter, ctx)                  # once per epoch, after its last step
             history.append({'epoch': epoch + 1, 'lr': lr_at(0), 'train_loss': sums['loss'] / sums['n'],
@@ -188,6 +210,19 @@ def fit(net, train_iter, test_iter, config, ctx=None, *, out=None, resume=None, 
             if stopping():
                 raise TrainingInterrupted(epoch + 1, 0, last_saved if out else None)
     return history
+
+
+WORKER_SUMS = 'engine.epoch_sums'   # kvstore key of (loss, correct, n) summed over the workers
+
+
+def _sum_over_workers(kv, sums):
+    """This epoch's loss, correct count and examples summed over all workers of ``kv``."""
+    mine = nd.array([sums['loss'], sums['correct'], sums['n']])
+    total = nd.zeros(3)
+    kv.push(WORKER_SUMS, mine)
+    kv.pull(WORKER_SUMS, out=total)
+    loss, correct, n = total.asnumpy().tolist()
+    return {'loss': loss, 'correct': correct, 'n': int(round(n))}
 
 
 def _save(folder, net, optimizer, config, epoch, step, sums, seconds, history):

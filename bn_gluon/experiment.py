@@ -13,9 +13,10 @@ import mxnet as mx
 import numpy as np
 
 from . import checkpoint as ckpt
-from .config import TrainConfig, default_out_dir, parse_ctx
+from . import parallel
+from .config import TrainConfig, default_out_dir, parse_ctxs
 from .engine import TrainingInterrupted, evaluate, fit
-from .models import build_net
+from .models import IMPERATIVE_NORMS, build_net
 from .plots import plot_curves
 
 # What a resumed run may change: how long, where, and how it is shown. The rest decides the numbers.
@@ -55,22 +56,40 @@ def check_out_dir(config):
                          f'it with --resume {config.out}.')
 
 
-def load_data(config, ctx):
-    """(train_iter, test_iter) of Fashion-MNIST on ``ctx``, shuffled by ``config.seed``."""
+def load_data(config, ctx, kv=None, num_devices=1):
+    """(train_iter, test_iter) of Fashion-MNIST on ``ctx``, shuffled by ``config.seed``.
+
+    With a ``dist_sync`` kvstore ``kv`` the training iterator covers this worker's shard only, in batches
+    of ``config.batch_size / kv.num_workers``, so the global batch and the steps per epoch stay those of
+    one process. Data-parallel runs drop a short last batch: every device needs examples to normalize.
+    """
     from .data import DataIter, load_fashion_mnist, to_nd   # the data module knows no model: import late
     data = load_fashion_mnist(config.data_dir, download=config.download, verify=config.verify)
     X, y = to_nd(data.train_images, data.train_labels, ctx)
     X_test, y_test = to_nd(data.test_images, data.test_labels, ctx)
-    train_iter = DataIter(X, y, config.batch_size, shuffle=True, seed=config.seed)
+    batch_size = config.batch_size
+    if kv is not None:
+        if batch_size % kv.num_workers or batch_size // kv.num_workers < 2 * num_devices:
+            raise ValueError(f'--batch-size {batch_size} is the global batch of {kv.num_workers} workers with '
+                             f'{num_devices} device(s) each; it must divide evenly and give every device at '
+                             f'least 2 examples, e.g. --batch-size {2 * num_devices * kv.num_workers * 8}.')
+        X, y = parallel.shard(X, y, kv.rank, kv.num_workers)
+        batch_size //= kv.num_workers
+    data_parallel = kv is not None or num_devices > 1
+    train_iter = DataIter(X, y, batch_size, shuffle=True, seed=config.seed, drop_last=data_parallel)
     test_iter = DataIter(X_test, y_test, TEST_BATCH, shuffle=False)
     return train_iter, test_iter
 
 
 def make_net(config, ctx):
+    """The network of ``config`` on ``ctx`` (a context or a list: the same values on every device)."""
+    ctxs = ctx if isinstance(ctx, (list, tuple)) else [ctx]
     mx.random.seed(config.seed)
     np.random.seed(config.seed)
-    net = build_net(config.norm, config.style, config.dense_norm, config.article_init, ctx)
-    if config.hybridize and config.style == 'gluon':
+    net = build_net(config.norm, config.style, config.dense_norm, config.article_init, ctxs[0])
+    if len(ctxs) > 1:
+        net.collect_params().reset_ctx(ctxs)                     # copies device 0's values to the others
+    if config.hybridize and config.style == 'gluon' and config.norm not in IMPERATIVE_NORMS:
         net.hybridize()
     return net
 
@@ -79,23 +98,35 @@ def train(config, log=print):
     """Run training as ``config`` says; return (history, out folder). Prints a summary at the end."""
     config.validate()
     check_out_dir(config)
-    ctx = parse_ctx(config.ctx)
-    train_iter, test_iter = load_data(config, ctx)
-    net = make_net(config, ctx)
+    ctxs = parse_ctxs(config.ctx)
+    kv = parallel.create_kvstore(config.kvstore) if config.kvstore else None
+    if kv is not None and kv.rank != 0:                          # worker 0 alone logs and writes the run
+        return _train_worker(config, ctxs, kv)
+    train_iter, test_iter = load_data(config, ctxs[0], kv, len(ctxs))
+    net = make_net(config, ctxs)
     out = config.out or default_out_dir(config)
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, 'config.json'), 'w') as f:
         json.dump(dict(config.to_dict(), out=out), f, indent=1)
     tic = time.time()
     try:
-        history = fit(net, train_iter, test_iter, config, ctx, out=out, resume=config.resume, log=log)
+        history = fit(net, train_iter, test_iter, config, ctxs, out=out, resume=config.resume, log=log, kv=kv)
     except TrainingInterrupted:
         _write_results(net, out, _history_so_far(out), config)
         raise
     _write_results(net, out, history, config)
     if not config.quiet:
-        log(summary(history, out, time.time() - tic, ctx, config))
+        where = ', '.join(map(str, ctxs)) + (f' x {kv.num_workers} workers ({kv.type})' if kv else '')
+        log(summary(history, out, time.time() - tic, where, config))
     return history, out
+
+
+def _train_worker(config, ctxs, kv):
+    """Worker ``kv.rank`` > 0 of a distributed run: the same steps on its own shard, writing nothing."""
+    train_iter, test_iter = load_data(config, ctxs[0], kv, len(ctxs))
+    net = make_net(config, ctxs)
+    quiet = dataclasses.replace(config, quiet=True)
+    return fit(net, train_iter, test_iter, quiet, ctxs, resume=config.resume, kv=kv), None
 
 
 def _history_so_far(out):
@@ -142,7 +173,7 @@ def evaluate_checkpoint(config, log=print):
         params = os.path.join(ckpt.find_checkpoint(path), ckpt.PARAMS)
     else:
         params = path
-    ctx = parse_ctx(config.ctx)
+    ctx = parse_ctxs(config.ctx)[0]                              # evaluation needs one device
     net = build_net(config.norm, config.style, config.dense_norm, ctx=ctx)
     ckpt.load_params(net, params)
     _, test_iter = load_data(config, ctx)

@@ -22,30 +22,6 @@ from .optim import SGD, sgd_update, trainable
 KVSTORES = ('local', 'device', 'dist_sync', 'dist_device_sync')
 
 
-def parse_contexts(spec):
-    """``'cpu:0,cpu:1'``, ``'gpu:0,gpu:1'``, ``'cpu'`` or a list of contexts -> a list of ``mx.Context``."""
-    if isinstance(spec, mx.Context):
-        return [spec]
-    if isinstance(spec, (list, tuple)) and spec and all(isinstance(c, mx.Context) for c in spec):
-        ctxs = list(spec)
-    elif isinstance(spec, str) and spec.strip():
-        ctxs = []
-        for part in spec.lower().replace(' ', '').split(','):
-            kind, _, index = part.partition(':')
-            if kind not in ('cpu', 'gpu') or (index and not index.isdigit()):
-                raise ValueError(f"context {part!r} in {spec!r} is not a device; expected a comma-separated "
-                                 f"list of cpu, cpu:N, gpu or gpu:N, e.g. 'cpu:0,cpu:1'.")
-            ctxs.append(mx.Context(kind, int(index or 0)))
-    else:
-        raise TypeError(f"contexts must be a string like 'cpu:0,cpu:1' or a list of mx.Context; got {spec!r}.")
-    if len(set(ctxs)) != len(ctxs):
-        raise ValueError(f"contexts {ctxs} repeat a device; each device may appear once.")
-    gpus = [c.device_id for c in ctxs if c.device_type == 'gpu']
-    if gpus and max(gpus) >= mx.context.num_gpus():
-        raise ValueError(f"contexts {ctxs} need gpu:{max(gpus)}, but MXNet sees {mx.context.num_gpus()} GPU(s).")
-    return ctxs
-
-
 def split_batch(X, y, ctxs):
     """Split a batch along axis 0 into ``len(ctxs)`` slices (sizes differ by at most 1), one per device."""
     K = len(ctxs)

@@ -271,7 +271,7 @@ def test_lenet_lrn_has_alexnets_constants():
 def test_lenet_renorm_counts_steps_and_follows_the_lenet_schedule():
     net = lenet('renorm')
     assert net.bn1.schedule == models.LENET_RENORM_SCHEDULE
-    assert models.LENET_RENORM_SCHEDULE(0) == (1.0, 0.0) and models.LENET_RENORM_SCHEDULE(4000) == (3.0, 5.0)
+    assert models.LENET_RENORM_SCHEDULE(0) == (1.0, 0.0) and models.LENET_RENORM_SCHEDULE(1000) == (3.0, 5.0)
     for _ in range(2):
         with autograd.record():
             net(batch(4))
@@ -292,6 +292,18 @@ def test_raw_style_refuses_the_gluon_only_norms(norm):
         TrainConfig(norm=norm, style='raw').validate()
     with pytest.raises(ValueError, match=f"raw network supports norm 'scratch' or 'none'; got '{norm}'"):
         models.build_net(norm, style='raw')
+
+
+@pytest.mark.parametrize('style, hybridize', [('gluon', False), ('gluon', True), ('raw', False)])
+@pytest.mark.parametrize('shape', [(4, 3, 28, 28), (4, 1, 32, 32), (4, 784)])
+def test_a_wrong_input_shape_is_a_clear_error_in_every_style(style, hybridize, shape):
+    net = models.build_net("scratch", style)
+    if hybridize:
+        net.hybridize()
+        net(nd.zeros((2, 1, 28, 28)))                      # built: the graph exists before the bad call
+    with pytest.raises(ValueError, match=r'images of shape \(N, 1, 28, 28\) with N >= 1; got \(' + str(shape[0])):
+        with autograd.record():
+            net(nd.zeros(shape))
 
 
 @pytest.mark.parametrize('act', models.ACTIVATIONS)

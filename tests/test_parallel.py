@@ -15,6 +15,7 @@ from mxnet.gluon import nn
 
 import bn_gluon
 from bn_gluon import parallel
+from bn_gluon.config import parse_ctxs
 from bn_gluon.functional import batch_norm, sync_batch_norm, sync_batch_norm_backward
 from bn_gluon.functional.sync_batch_norm import combine_moments, local_moments
 
@@ -373,14 +374,12 @@ def test_split_batch_and_contexts():
         parallel.split_batch(X[:2], y[:2], [mx.cpu(0), mx.cpu(1), mx.cpu(2)])
     with pytest.raises(ValueError, match='10 examples but y 9'):
         parallel.split_batch(X, y[:9], CTXS)
-    assert parallel.parse_contexts('cpu:0, cpu:1') == CTXS
-    assert parallel.parse_contexts('cpu') == [mx.cpu(0)]
+    assert parse_ctxs('cpu:0, cpu:1') == CTXS
+    assert parse_ctxs('cpu') == [mx.cpu(0)]
     with pytest.raises(ValueError, match='not a device'):
-        parallel.parse_contexts('cpu0,tpu:1')
-    with pytest.raises(ValueError, match='repeat'):
-        parallel.parse_contexts('cpu:1,cpu:1')
-    with pytest.raises(TypeError, match="'cpu:0,cpu:1'"):
-        parallel.parse_contexts(3)
+        parse_ctxs('cpu0,tpu:1')
+    with pytest.raises(ValueError, match='repeats'):
+        parse_ctxs('cpu:1,cpu:1')
 
 
 def test_shard_gives_every_worker_an_equal_disjoint_share():

@@ -282,3 +282,31 @@ def test_inside_a_hybridized_network():
         Y.backward(dY)
         np.testing.assert_allclose(Y.asnumpy(), layer_step(alone, X, dY)[0], rtol=RTOL, atol=ATOL)
     assert steps_of(seq[0]) == steps_of(alone) == 3
+
+
+def test_renorm_is_an_option_of_the_scratch_batch_norm():
+    schedule = RenormSchedule.constant(1.5, 0.5)
+    layer = bn_gluon.BatchNorm(renorm=schedule, momentum=0.8, in_channels=4)
+    assert type(layer) is bn_gluon.BatchRenorm and layer.schedule == schedule
+    assert layer._kwargs['momentum'] == 0.8                       # the other arguments reach BatchNorm
+    assert bn_gluon.BatchNorm(renorm=True).schedule == RenormSchedule()
+    for off in (None, False):
+        plain = bn_gluon.BatchNorm(renorm=off)
+        assert type(plain) is bn_gluon.BatchNorm and not hasattr(plain, 'num_steps')
+    # The option and the class give the same numbers, step by step.
+    twins = [make(bn_gluon.BatchNorm, False, renorm=schedule), make(bn_gluon.BatchRenorm, False, schedule=schedule)]
+    rng = np.random.RandomState(10)
+    for _ in range(2):
+        X, dY = nd.array(rng.normal(2.0, 3.0, size=SHAPE)), nd.array(rng.normal(size=SHAPE))
+        a, b = [layer_step(layer, X, dY) for layer in twins]
+        for what, u, v in zip(('Y', 'dX', 'dgamma', 'dbeta'), a, b):
+            np.testing.assert_array_equal(u, v, err_msg=what)
+
+
+def test_renorm_option_refuses_contradictions():
+    with pytest.raises(TypeError, match='schedule must be a RenormSchedule; got str'):
+        bn_gluon.BatchNorm(renorm='paper')
+    with pytest.raises(ValueError, match='two schedules'):
+        bn_gluon.BatchRenorm(schedule=RenormSchedule(), renorm=RenormSchedule.constant(2, 1))
+    with pytest.raises(ValueError, match='renorm=False asks for plain batch norm'):
+        bn_gluon.BatchRenorm(renorm=False)

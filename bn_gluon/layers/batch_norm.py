@@ -41,11 +41,23 @@ class BatchNorm(HybridBlock):
     unbiased_var : bool, default False
         Store the unbiased batch variance ``m / (m - 1) * var`` in ``running_var`` (the paper's
         Algorithm 2 and PyTorch) instead of the biased one (MXNet on the CPU).
+    renorm : None, True or RenormSchedule, default None
+        Batch Renormalization (Ioffe 2017): given, the layer built is a
+        :class:`~bn_gluon.layers.batch_renorm.BatchRenorm` (a subclass of this one) that clips r and d by
+        this schedule of (rmax, dmax); True takes the paper's schedule. None or False: plain batch norm.
     """
+
+    def __new__(cls, *args, renorm=None, **kwargs):
+        # BatchNorm(renorm=...) builds the subclass: renorm keeps a step count that this layer's parameter
+        # files, interchangeable with gluon.nn.BatchNorm's, must not carry (see BatchRenorm).
+        if renorm is not None and renorm is not False and cls is BatchNorm:
+            from .batch_renorm import BatchRenorm  # it imports this module: import it when needed
+            cls = BatchRenorm
+        return super().__new__(cls)
 
     def __init__(self, axis=1, momentum=0.9, epsilon=1e-5, center=True, scale=True, use_global_stats=False,
                  beta_initializer='zeros', gamma_initializer='ones', running_mean_initializer='zeros',
-                 running_variance_initializer='ones', in_channels=0, unbiased_var=False, **kwargs):
+                 running_variance_initializer='ones', in_channels=0, unbiased_var=False, renorm=None, **kwargs):
         super().__init__(**kwargs)
         self._kwargs = dict(axis=axis, momentum=momentum, eps=epsilon, use_global_stats=use_global_stats,
                             scale=scale, center=center, unbiased_var=unbiased_var)

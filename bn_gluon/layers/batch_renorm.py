@@ -14,8 +14,9 @@ from .batch_norm import BatchNorm
 class BatchRenorm(BatchNorm):
     """Batch renormalization: ``BatchNorm``'s constructor and Parameters, plus a schedule and a step count.
 
-    Why a layer of its own rather than a ``renorm=`` switch on ``BatchNorm``: renorm keeps one more piece
-    of state, the number of training steps taken, which drives the schedule of (rmax, dmax). It is a
+    ``BatchNorm(..., renorm=schedule)`` builds this layer: renorm is an option of the scratch batch norm.
+    Why a class of its own behind that option rather than a branch inside ``BatchNorm``: renorm keeps one
+    more piece of state, the number of training steps taken, which drives the schedule of (rmax, dmax). It is a
     Parameter, ``num_steps`` (``grad_req='null'``), so it is saved with the running statistics and a
     resumed run continues the schedule where it stopped; adding it to ``BatchNorm`` would break that
     layer's parameter-file interchange with ``gluon.nn.BatchNorm``. As a subclass this layer takes the same
@@ -35,9 +36,18 @@ class BatchRenorm(BatchNorm):
     schedule : RenormSchedule, default RenormSchedule()
         (rmax, dmax) as a function of the step; the default is the paper's (5k steps of plain BN, rmax
         to 3 by 40k steps, dmax to 5 by 25k). ``RenormSchedule.constant(rmax, dmax)`` fixes them.
+    renorm : True or RenormSchedule, default True
+        What ``BatchNorm(renorm=...)`` passes on: a schedule stands for ``schedule``; True for the default.
     """
 
-    def __init__(self, *args, schedule=None, **kwargs):
+    def __init__(self, *args, schedule=None, renorm=True, **kwargs):
+        if renorm is not True:
+            if renorm is None or renorm is False:
+                raise ValueError(f"renorm={renorm!r} asks for plain batch norm, but this is BatchRenorm; use "
+                                 f"BatchNorm(...) or leave renorm out.")
+            if schedule is not None:
+                raise ValueError(f"two schedules, schedule={schedule!r} and renorm={renorm!r}; give one.")
+            schedule = renorm
         super().__init__(*args, **kwargs)
         schedule = RenormSchedule() if schedule is None else schedule
         if not isinstance(schedule, RenormSchedule):  # the hybridized operator rebuilds it from its fields

@@ -21,7 +21,7 @@ from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
 
 from .functional import RenormSchedule, batch_norm
-from .layers import LRN, BatchNorm, BatchRenorm, GroupNorm, InstanceNorm, SyncBatchNorm
+from .layers import LRN, BatchNorm, GroupNorm, InstanceNorm, SyncBatchNorm
 
 # The paper's renorm schedule (5k steps of plain BN, rmax 3 by 40k, dmax 5 by 25k) shrunk to our runs,
 # which take thousands of steps rather than Inception's hundreds of thousands: the default run (6 epochs at
@@ -48,7 +48,7 @@ NORMS = {
     'gluon': lambda channels: nn.BatchNorm(in_channels=channels),
     'none': lambda channels: None,
     # Batch norm corrected towards its moving statistics (Ioffe 2017), for small or non-i.i.d. batches.
-    'renorm': lambda channels: BatchRenorm(in_channels=channels, schedule=LENET_RENORM_SCHEDULE),
+    'renorm': lambda channels: BatchNorm(in_channels=channels, renorm=LENET_RENORM_SCHEDULE),
     # Per example over all of (C, H, W): group norm with one group (gamma and beta are one value each).
     'layer': lambda channels: GroupNorm(num_groups=1),
     'group': lambda channels: GroupNorm(num_groups=group_count(channels)),

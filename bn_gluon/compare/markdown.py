@@ -1,0 +1,122 @@
+"""The comparison's results as a Markdown report and as a short table for the terminal."""
+from .semantics import CONVENTIONS
+
+
+def table(header, rows):
+    """A Markdown table from a header and rows of cells."""
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    return '\n'.join(lines + ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows])
+
+
+def lockstep_summary(history):
+    """The largest difference of each quantity over all steps."""
+    return {q: max(history[q]) for q in ('output', 'loss', 'parameters', 'running_stats')}
+
+
+def semantics_table(checks):
+    rows = []
+    for c in checks:
+        conv = CONVENTIONS[c['system']]
+        moves = ('same' if c['reference_moves'] == c['bn_gluon_moves']
+                 else f"no: bn_gluon moves them in {c['bn_gluon_moves']}")
+        rows.append([conv.system, conv.momentum, conv.variance, conv.moves, conv.setting, conv.checked_against,
+                     f"{c['max_difference']:.1e}" + (' ✓' if c['same_values'] else ' ✗'), moves])
+    return table(['system', 'momentum convention', 'stored variance', 'stats move in', 'bn_gluon setting',
+                  'checked against', 'max stats difference', 'same update point'], rows)
+
+
+def runs_table(final):
+    return table(['norm', 'train loss', 'train acc', 'test loss', 'test acc', 'best test acc (epoch)',
+                  'examples/s'],
+                 [[n, f"{m['train_loss']:.4f}", f"{m['train_acc']:.4f}", f"{m['test_loss']:.4f}",
+                   f"{m['test_acc']:.4f}", f"{m['best_test_acc']:.4f} ({m['best_epoch']})",
+                   f"{m['examples_per_sec']:,.0f}"] for n, m in final.items()])
+
+
+def speed_table(rows):
+    out = []
+    for r in rows:
+        if 'examples_per_sec' in r:
+            eps = r['examples_per_sec']
+            timing = f"{eps['gluon']:,.0f} / {eps['scratch']:,.0f} / {eps['none']:,.0f} examples/s"
+        else:
+            timing = f"{r['ms']['gluon']:.2f} / {r['ms']['scratch']:.2f} ms"
+        out.append([r['case'], r['mode'], timing, f"{r['speed']['scratch']:.2f}x"])
+    return table(['case', 'mode', 'gluon / scratch (/ no BN)', 'scratch speed relative to gluon'], out)
+
+
+def resnet_table(results):
+    rows = []
+    for r in results:
+        s = lockstep_summary(r['lockstep'])
+        rows.append([r['name'], f"{r['inference']:.1e}", f"{r['lockstep']['output'][0]:.1e}",
+                     len(r['lockstep']['output']), f"{s['parameters']:.1e}", f"{s['running_stats']:.1e}",
+                     f"{r['inference_after']:.1e}"])
+    return table(['model', 'inference output', 'training output (step 1)', 'SGD steps', 'parameters',
+                  'running stats', 'inference output after'], rows)
+
+
+def report(results):
+    """The whole report: one section per part of the comparison that ran."""
+    c = results['config']
+    parts = ['# bn_gluon.BatchNorm versus gluon.nn.BatchNorm', '',
+             f"{results['date']} on {results['machine']}. Batch {c['batch_size']}, lr {c['lr']}, momentum "
+             f"{c['momentum']}, seed {c['seed']}" + (f", first {results['train_limit']} training images"
+                                                    if results['train_limit'] else '') +
+             f"; {results['seconds']:.0f} s in all. Differences are max |scratch - gluon|."]
+    if 'semantics' in results:
+        parts += ['', '## Running statistics: who does what', '', semantics_table(results['semantics'])]
+    if 'lockstep' in results:
+        h = results['lockstep']
+        s, y = lockstep_summary(h), lockstep_summary(h['yardstick'])
+        parts += ['', '## Lockstep training', '',
+                  f"Two LeNets from the same initial parameters, fed the same {h['steps']} batches, stepped by "
+                  f"the same hand-written SGD (constant lr). After step 1 the outputs differ by "
+                  f"{h['output'][0]:.1e}. The yardstick is gluon's float32 LeNet against its float64 copy, "
+                  f"trained the same way: what float32 rounding alone does.", '',
+                  table(['largest difference over all steps', 'output', 'loss', 'parameters', 'running stats'],
+                        [['scratch vs gluon'] + [f'{s[q]:.1e}' for q in s],
+                         ['gluon float32 vs float64'] + [f'{y[q]:.1e}' for q in y]]),
+                  '', '![lockstep](compare-lockstep.png)']
+    if 'runs' in results:
+        parts += ['', f"## Full runs ({c['epochs']} epochs, {c['lr_schedule']} lr)", '',
+                  runs_table(results['runs']['final']), '', '![curves](compare-curves.png)']
+        parts += ['', '## Interchange', '', table(
+            ['trained net -> twin', 'max logit difference', 'same predictions', 'test images'],
+            [[k, f"{v['max_logit_difference']:.1e}", f"{v['same_prediction']:.2%}", v['n']]
+             for k, v in results['interchange'].items()])]
+    if 'speed' in results:
+        parts += ['', '## Speed', '', speed_table(results['speed']), '', '![speed](compare-speed.png)']
+    if 'resnet' in results:
+        parts += ['', '## gluoncv ResNets with norm_layer=bn_gluon.BatchNorm', '',
+                  'Twins with the same parameters, compared in inference mode, in training mode, and over SGD '
+                  'steps in lockstep on generated CIFAR-shaped batches (largest difference over the steps). '
+                  "The yardstick rows train gluon's float32 network beside its float64 copy. Without an input "
+                  "gradient, backward never reaches the v2 network's first batch norm (on the input), so "
+                  "MXNet's CPU operator, which updates in backward, leaves its running statistics alone.",
+                  '', resnet_table(results['resnet'])]
+    return '\n'.join(parts) + '\n'
+
+
+def summary(results):
+    """A few lines for the terminal."""
+    lines = []
+    if 'semantics' in results:
+        ok = sum(c['same_values'] for c in results['semantics'])
+        lines.append(f"semantics   {ok}/{len(results['semantics'])} conventions reproduced by a bn_gluon setting")
+    if 'lockstep' in results:
+        s = lockstep_summary(results['lockstep'])
+        lines.append(f"lockstep    max drift over {results['lockstep']['steps']} steps: output {s['output']:.1e}, "
+                     f"parameters {s['parameters']:.1e}, running stats {s['running_stats']:.1e}")
+    for norm, m in results.get('runs', {}).get('final', {}).items():
+        lines.append(f"run {norm:8s}test acc {m['test_acc']:.4f}, train acc {m['train_acc']:.4f}")
+    for k, v in results.get('interchange', {}).items():
+        lines.append(f"interchange {k}: max logit difference {v['max_logit_difference']:.1e}, "
+                     f"same predictions {v['same_prediction']:.2%}")
+    for r in results.get('speed', []):
+        lines.append(f"speed       {r['case']}, {r['mode']}: scratch at {r['speed']['scratch']:.2f}x gluon")
+    for r in results.get('resnet', []):
+        s = lockstep_summary(r['lockstep'])
+        lines.append(f"resnet      {r['name']}: inference {r['inference']:.1e}, after steps parameters "
+                     f"{s['parameters']:.1e}, running stats {s['running_stats']:.1e}")
+    return '\n'.join(lines)

@@ -1,0 +1,114 @@
+"""Run the comparison's sections and write ``report.md``, ``results.json`` and the figures into one folder.
+
+Nothing is written before the configuration and the data are known to be good.
+"""
+import json
+import os
+import platform
+import time
+
+import mxnet as mx
+from mxnet import nd
+
+from ..config import parse_ctx
+from ..models import lenet
+from . import figures, markdown, semantics
+from .lockstep import lenet_lockstep
+from .runs import final_table, train_norms
+from .speed import measure_speed
+from .twins import RESNETS, compare_resnet, interchange
+
+SECTIONS = ('semantics', 'lockstep', 'runs', 'speed', 'resnet')
+TEST_BATCH = 1000
+
+
+def load_data(config, ctx, train_limit=None):
+    """(train_iter, test_iter) of Fashion-MNIST as ``config`` says, optionally the first ``train_limit`` images."""
+    from ..data import DataIter, load_fashion_mnist, to_nd   # the data module knows no model: import late
+    data = load_fashion_mnist(config.data_dir, download=config.download, verify=config.verify)
+    n = len(data.train_labels) if train_limit is None else train_limit
+    X, y = to_nd(data.train_images[:n], data.train_labels[:n], ctx)
+    X_test, y_test = to_nd(data.test_images, data.test_labels, ctx)
+    return (DataIter(X, y, config.batch_size, shuffle=True, seed=config.seed),
+            DataIter(X_test, y_test, TEST_BATCH, shuffle=False))
+
+
+def run_comparison(config, out, *, sections=SECTIONS, lockstep_steps=200, speed_rounds=5, resnet_steps=3,
+                   train_limit=None, log=print):
+    """Run ``sections`` with ``config``'s shared hyperparameters; write the report into ``out``.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        Seed, batch size, lr, momentum, epochs, schedule, data location and device of every section.
+    out : str
+        Output folder (created): report.md, results.json and compare-*.png.
+    sections : sequence of str
+        Any of ``SECTIONS``; the interchange check runs with 'runs' (it needs a trained network).
+    lockstep_steps, speed_rounds, resnet_steps : int
+        Training steps in lockstep; interleaved rounds of the speed measurement; SGD steps of the ResNets.
+    train_limit : int or None
+        Train on the first ``train_limit`` training images only (the test set stays whole).
+    """
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        raise ValueError(f'unknown sections {unknown}; choose from {", ".join(SECTIONS)}.')
+    for name, value in (('lockstep_steps', lockstep_steps), ('speed_rounds', speed_rounds),
+                        ('resnet_steps', resnet_steps)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f'{name} must be an integer >= 1; got {value!r}.')
+    if train_limit is not None and (not isinstance(train_limit, int) or train_limit < config.batch_size):
+        raise ValueError(f'train_limit must be None or an integer >= the batch size {config.batch_size}; '
+                         f'got {train_limit!r}.')
+    config.validate()
+    ctx = parse_ctx(config.ctx)
+    data = load_data(config, ctx, train_limit) if {'lockstep', 'runs'} & set(sections) else None
+    os.makedirs(out, exist_ok=True)
+    results = {'config': config.to_dict(), 'sections': list(sections), 'train_limit': train_limit,
+               'machine': f'{platform.processor() or platform.machine()}, {os.cpu_count()} cores, '
+                          f'MXNet {mx.__version__}, {ctx}', 'date': time.strftime('%Y-%m-%d %H:%M')}
+    tic = time.time()
+    if 'semantics' in sections:
+        log('semantics: checking the running-statistics conventions')
+        results['semantics'] = semantics.check_all()
+    if 'lockstep' in sections:
+        log(f'lockstep: {lockstep_steps} steps, scratch and gluon LeNets side by side')
+        history = lenet_lockstep(config, data[0], lockstep_steps, ctx)
+        yardstick = lenet_lockstep(config, data[0], lockstep_steps, ctx, float64=True)
+        results['lockstep'] = dict(history, steps=lockstep_steps, yardstick=yardstick)
+        figures.plot_lockstep(history, os.path.join(out, 'compare-lockstep.png'), yardstick)
+    if 'runs' in sections:
+        log(f'runs: {config.epochs} epochs each of norm none, scratch and gluon')
+        histories, nets = train_norms(config, *data, ctx, log=log)
+        results['runs'] = {'histories': histories, 'final': final_table(histories)}
+        figures.plot_runs(histories, os.path.join(out, 'compare-curves.png'))
+        results['interchange'] = _interchange(nets, data[1], ctx)
+    if 'speed' in sections:
+        log(f'speed: {speed_rounds} interleaved rounds')
+        results['speed'] = measure_speed(config.batch_size, speed_rounds, ctx=ctx, log=log)
+        figures.plot_speed(results['speed'], os.path.join(out, 'compare-speed.png'))
+    if 'resnet' in sections:
+        log(f'resnet: gluoncv twins, {resnet_steps} SGD steps each')
+        results['resnet'] = []
+        for name in RESNETS:
+            results['resnet'] += [compare_resnet(name, resnet_steps, ctx=ctx),
+                                  dict(compare_resnet(name, resnet_steps, ctx=ctx, float64=True),
+                                       name=f'{name}: gluon float32 vs float64 (yardstick)')]
+        results['resnet'] += [
+            dict(compare_resnet(RESNETS[0], resnet_steps, ctx=ctx, hybridize=True), name=f'{RESNETS[0]}, hybridized'),
+            dict(compare_resnet(RESNETS[1], resnet_steps, ctx=ctx, input_grad=False),
+                 name=f'{RESNETS[1]}, no input gradient')]
+    results['seconds'] = time.time() - tic
+    with open(os.path.join(out, 'results.json'), 'w') as f:
+        json.dump(results, f, indent=1, default=float)
+    with open(os.path.join(out, 'report.md'), 'w') as f:
+        f.write(markdown.report(results))
+    return results
+
+
+def _interchange(nets, test_iter, ctx):
+    """Trained scratch LeNet -> gluon LeNet, trained gluon LeNet -> scratch LeNet, on the test images."""
+    X = nd.concat(*[X for X, _ in test_iter], dim=0)
+    dense_norm = nets['scratch'].dense_norm
+    return {'scratch -> gluon': interchange(nets['scratch'], lenet('gluon', dense_norm, ctx=ctx), X),
+            'gluon -> scratch': interchange(nets['gluon'], lenet('scratch', dense_norm, ctx=ctx), X)}

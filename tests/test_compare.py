@@ -1,0 +1,173 @@
+"""bn_gluon.compare: lockstep twins, conventions, gluoncv twins, interchange and the report, on small shapes."""
+import json
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import nd
+from mxnet.gluon import nn
+
+import bn_gluon
+from bn_gluon.compare import semantics
+from bn_gluon.compare.__main__ import main
+from bn_gluon.compare.lockstep import copy_parameters, lenet_lockstep, lockstep
+from bn_gluon.compare.report import load_data
+from bn_gluon.compare.figures import plot_speed
+from bn_gluon.compare.speed import measure_speed
+from bn_gluon.compare.twins import compare_resnet, interchange
+from bn_gluon.config import TrainConfig
+from bn_gluon.models import lenet
+
+
+@pytest.fixture(scope='module')
+def synthetic(tmp_path_factory):
+    from bn_gluon.data import write_synthetic_fashion_mnist
+    return str(write_synthetic_fashion_mnist(tmp_path_factory.mktemp('fashion'), n_train=256, n_test=64))
+
+
+def small_net(norm, **kwargs):
+    net = nn.HybridSequential()
+    net.add(nn.Conv2D(4, 3, in_channels=2), norm(in_channels=4, **kwargs), nn.Activation('relu'), nn.Dense(3))
+    net.initialize()
+    net(nd.zeros((1, 2, 6, 6)))
+    return net
+
+
+def small_batches(n, seed=0):
+    rng = np.random.RandomState(seed)
+    return [(nd.array(rng.normal(size=(8, 2, 6, 6))), nd.array(rng.randint(0, 3, 8))) for _ in range(n)]
+
+
+# --- lockstep ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('hybridize', [False, True])
+def test_lenet_twins_in_lockstep_drift_no_more_than_float32_rounding(synthetic, hybridize):
+    config = TrainConfig(batch_size=16, data_dir=synthetic, download=False, verify=False)
+    train_iter, _ = load_data(config, mx.cpu(), train_limit=64)
+    h = lenet_lockstep(config, train_iter, steps=6, hybridize=hybridize)    # 6 steps: more than one epoch
+    yardstick = lenet_lockstep(config, train_iter, steps=6, float64=True)   # gluon float32 vs float64
+    assert len(h['output']) == 6
+    assert h['output'][0] < 1e-5 and h['loss'][0] < 1e-6                   # same parameters: same forward
+    for q in ('output', 'parameters', 'running_stats'):
+        assert max(h[q]) < 10 * max(yardstick[q]) + 1e-5, q
+    assert set(h['final']) >= {'conv1.weight', 'bn1.gamma', 'bn2.running_var'}
+
+
+def test_lockstep_sees_a_layer_that_differs():
+    """The instrument works: a twin with another momentum shows up in the running statistics at once."""
+    a = small_net(bn_gluon.BatchNorm)
+    b = copy_parameters(a, small_net(nn.BatchNorm, momentum=0.5))
+    h = lockstep(a, b, small_batches(2), lr=0.1)
+    assert h['output'][0] < 1e-5
+    assert h['running_stats'][0] > 1e-2
+
+
+def test_lockstep_of_identical_twins_and_bad_input():
+    a = small_net(bn_gluon.BatchNorm)
+    b = copy_parameters(a, small_net(nn.BatchNorm))
+    h = lockstep(a, b, small_batches(3), lr=0.1, momentum=0.9)
+    assert max(h['output']) < 1e-4 and max(h['running_stats']) < 1e-5
+    with pytest.raises(ValueError, match='no batches'):
+        lockstep(a, b, [], lr=0.1)
+    with pytest.raises(ValueError, match='differ in structure'):
+        copy_parameters(lenet('scratch'), lenet('none'))
+
+
+# --- semantics: each checkable row of the table ------------------------------------------------------
+
+@pytest.mark.parametrize('system', list(semantics.CONVENTIONS))
+def test_each_convention_is_reproduced_by_its_bn_gluon_setting(system):
+    result = semantics.check(system)
+    assert result['same_values'], result
+    expected = {'mxnet_cpu': ('backward', 'forward')}.get(system, ('forward', 'forward'))
+    assert (result['reference_moves'], result['bn_gluon_moves']) == expected
+
+
+def test_conventions_differ_so_the_checks_can_fail():
+    batches = semantics.make_batches()
+    biased, _ = semantics.bn_gluon_stats('mxnet_cpu', batches)
+    for system in ('mxnet_cudnn', 'paper'):
+        ref, _ = semantics.reference_stats(system, batches)
+        assert np.abs(ref[-1][1] - biased[-1][1]).max() > 100 * semantics.TOLERANCE
+    with pytest.raises(ValueError, match='unknown system'):
+        semantics.check('caffe')
+
+
+# --- gluoncv ResNets and interchange ------------------------------------------------------------------
+
+@pytest.mark.parametrize('name', ['cifar_resnet20_v1', 'cifar_resnet20_v2'])
+def test_gluoncv_resnet_twins_agree_in_both_modes_and_after_a_step(name):
+    r = compare_resnet(name, steps=1, batch_size=4)
+    assert r['inference'] < 1e-5
+    assert r['lockstep']['output'][0] < 1e-4                               # training mode, same parameters
+    assert r['lockstep']['parameters'][0] < 1e-3                           # lr * gradient difference
+    assert r['lockstep']['running_stats'][0] < 1e-5
+    assert r['inference_after'] < 1e-3
+
+
+def test_resnet_twins_drift_no_more_than_float32_rounding():
+    """Over several steps the ResNet amplifies rounding; gluon's own float32-vs-float64 drift is the bar."""
+    r = compare_resnet('cifar_resnet20_v2', steps=2, batch_size=4)
+    yardstick = compare_resnet('cifar_resnet20_v2', steps=2, batch_size=4, float64=True)
+    for q in ('output', 'parameters', 'running_stats'):
+        assert max(r['lockstep'][q]) < 10 * max(yardstick['lockstep'][q]) + 1e-5, q
+
+
+def test_resnet_v2_first_norm_moves_only_in_ours_without_an_input_gradient():
+    """MXNet's CPU operator updates in backward, which never reaches a BN on the input needing no gradient."""
+    r = compare_resnet('cifar_resnet20_v2', steps=1, batch_size=4, input_grad=False)
+    assert r['lockstep']['final']['features.0.running_mean'] > 1e-4
+    assert r['lockstep']['output'][0] < 1e-4
+
+
+def test_parameters_interchange_both_ways():
+    mx.random.seed(1)
+    X = nd.random.uniform(shape=(16, 1, 28, 28))
+    for src_norm, dst_norm in (('scratch', 'gluon'), ('gluon', 'scratch')):
+        src = lenet(src_norm)
+        src.bn1.running_mean.set_data(nd.random.normal(shape=(20,)))      # as if trained
+        result = interchange(src, lenet(dst_norm), X)
+        assert result['max_logit_difference'] < 1e-4
+        assert result['same_prediction'] == 1.0 and result['n'] == 16
+
+
+# --- speed and the report -----------------------------------------------------------------------------
+
+def test_speed_rows_give_ratios_for_every_case(tmp_path):
+    rows = measure_speed(batch_size=4, rounds=1, layer_repeats=1, net_repeats=1)
+    assert [(r['mode'], r['case'].split()[0]) for r in rows] == [
+        (m, c) for m in ('imperative', 'hybridized') for c in ('conv1', 'conv2', 'LeNet')]
+    for r in rows:
+        assert r['speed']['gluon'] == 1.0 and r['speed']['scratch'] > 0
+    assert set(rows[2]['examples_per_sec']) == {'gluon', 'scratch', 'none'}
+    assert plot_speed(rows, tmp_path / 'speed.png').stat().st_size > 0
+
+
+def test_command_line_writes_report_figures_and_results(synthetic, tmp_path, capsys):
+    out = tmp_path / 'report'
+    assert main(['--out', str(out), '--data-dir', synthetic, '--no-verify', '--no-download', '--epochs', '1',
+                 '--batch-size', '32', '--train-limit', '64', '--lockstep-steps', '2',
+                 '--sections', 'semantics', 'lockstep', 'runs']) == 0
+    for name in ('report.md', 'results.json', 'compare-lockstep.png', 'compare-curves.png'):
+        assert (out / name).stat().st_size > 0, name
+    results = json.loads((out / 'results.json').read_text())
+    assert set(results['runs']['final']) == {'none', 'scratch', 'gluon'}
+    assert results['interchange']['scratch -> gluon']['same_prediction'] == 1.0
+    report = (out / 'report.md').read_text()
+    assert '## Lockstep training' in report and 'PyTorch' in report and '![curves](compare-curves.png)' in report
+    assert 'lockstep    max drift' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('argv,words', [
+    (['--sections', 'colour'], 'invalid choice'),
+    (['--lockstep-steps', '0'], 'lockstep_steps must be an integer >= 1'),
+    (['--train-limit', '3'], 'train_limit must be None or an integer >='),
+    (['--lr', '-1'], '--lr must be'),
+])
+def test_bad_arguments_exit_with_a_message_and_write_nothing(argv, words, tmp_path, capsys):
+    out = tmp_path / 'never'
+    with pytest.raises(SystemExit) as info:
+        main(['--out', str(out)] + argv)
+    assert info.value.code == 2
+    assert words in capsys.readouterr().err
+    assert not out.exists()

@@ -14,6 +14,9 @@ import numpy as np
 from mxnet import autograd, nd
 
 from ._checks import check_array, check_axis, check_channel_vector, check_eps, check_momentum
+from .batch_norm_fast import batch_norm_fast
+
+IMPLS = ('fast', 'reference')
 
 
 def stat_axes(ndim, axis=1):
@@ -43,7 +46,7 @@ def check_batch_norm(X, gamma, beta, moving_mean, moving_var, training, momentum
 
 
 def batch_norm(X, gamma, beta, moving_mean, moving_var, *, training, momentum=0.9, eps=1e-5, axis=1,
-               unbiased_var=False):
+               unbiased_var=False, impl='fast'):
     """Normalize ``X`` per channel, then scale by ``gamma`` and shift by ``beta``.
 
     In training the batch statistics are used and ``moving_mean`` / ``moving_var`` are updated in place,
@@ -69,8 +72,17 @@ def batch_norm(X, gamma, beta, moving_mean, moving_var, *, training, momentum=0.
         Store ``m / (m - 1)`` times the batch variance in ``moving_var`` (m = values per channel), the
         estimate of Algorithm 2 and PyTorch. Off by default: MXNet's CPU operator stores the biased one.
         The batch itself is always normalized with the biased variance.
+    impl : {'fast', 'reference'}
+        'reference' runs the body below, which reads like the paper, and lets autograd differentiate
+        it; 'fast' (:mod:`.batch_norm_fast`) gives the same numbers through a few large kernels and
+        the closed-form gradient, several times faster.
     """
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}; got {impl!r}.")
     axis, C, m = check_batch_norm(X, gamma, beta, moving_mean, moving_var, training, momentum, eps, axis)
+    if impl == 'fast' and X.size:
+        return batch_norm_fast(X, gamma, beta, moving_mean, moving_var, training=training, momentum=momentum,
+                               eps=eps, axis=axis, unbiased_var=unbiased_var)
     dtype = X.dtype
     if dtype == np.float16:  # half precision overflows in the sum of squares: work in float32
         X = X.astype('float32')

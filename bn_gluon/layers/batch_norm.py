@@ -7,6 +7,7 @@ from mxnet import autograd, nd
 from mxnet.gluon import HybridBlock
 
 from ..functional import batch_norm
+from ..functional.batch_norm import IMPLS
 from . import _batch_norm_op
 
 
@@ -45,6 +46,10 @@ class BatchNorm(HybridBlock):
         Batch Renormalization (Ioffe 2017): given, the layer built is a
         :class:`~bn_gluon.layers.batch_renorm.BatchRenorm` (a subclass of this one) that clips r and d by
         this schedule of (rmax, dmax); True takes the paper's schedule. None or False: plain batch norm.
+    impl : {'fast', 'reference'}, default 'fast'
+        How :func:`bn_gluon.functional.batch_norm` computes: 'reference' reads like the paper and lets
+        autograd differentiate it; 'fast' gives the same numbers through a few large kernels and the
+        closed-form gradient (``benchmarks/bench_bn.py`` measures both).
     """
 
     def __new__(cls, *args, renorm=None, **kwargs):
@@ -57,8 +62,12 @@ class BatchNorm(HybridBlock):
 
     def __init__(self, axis=1, momentum=0.9, epsilon=1e-5, center=True, scale=True, use_global_stats=False,
                  beta_initializer='zeros', gamma_initializer='ones', running_mean_initializer='zeros',
-                 running_variance_initializer='ones', in_channels=0, unbiased_var=False, renorm=None, **kwargs):
+                 running_variance_initializer='ones', in_channels=0, unbiased_var=False, renorm=None,
+                 impl='fast', **kwargs):
+        if impl not in IMPLS:
+            raise ValueError(f"impl must be one of {IMPLS}; got {impl!r}.")
         super().__init__(**kwargs)
+        self._impl = impl
         self._kwargs = dict(axis=axis, momentum=momentum, eps=epsilon, use_global_stats=use_global_stats,
                             scale=scale, center=center, unbiased_var=unbiased_var)
         if in_channels != 0:
@@ -84,9 +93,9 @@ class BatchNorm(HybridBlock):
             training = autograd.is_training() and not k['use_global_stats']
             return batch_norm(x, gamma if k['scale'] else None, beta if k['center'] else None,
                               running_mean, running_var, training=training, momentum=k['momentum'],
-                              eps=k['eps'], axis=k['axis'], unbiased_var=k['unbiased_var'])
+                              eps=k['eps'], axis=k['axis'], unbiased_var=k['unbiased_var'], impl=self._impl)
         return F.Custom(x, gamma, beta, running_mean, running_var, op_type=_batch_norm_op.OP_TYPE,
-                        name='fwd', **{key: str(v) for key, v in k.items()})
+                        name='fwd', impl=self._impl, **{key: str(v) for key, v in k.items()})
 
     def __repr__(self):
         channels = self.gamma.shape[0] or None

@@ -1,0 +1,185 @@
+"""batch_norm(impl='fast') and bn_gluon.BatchNorm(impl='fast') against the reference implementation.
+
+The reference path reads like the paper and is differentiated by autograd; the fast path computes the
+same numbers with other kernels and a hand-derived gradient. Both run on the same inputs here, in
+2-D, 3-D and 4-D, float32 and float64, training and inference, imperative and hybridized.
+"""
+import numpy as np
+import pytest
+from mxnet import autograd, nd
+
+import bn_gluon
+from bn_gluon.functional import batch_norm
+from test_batch_norm import _finite_difference
+
+SHAPES = [(16, 5), (3, 4, 7), (4, 3, 5, 6)]
+TOL = {'float32': dict(rtol=1e-4, atol=1e-5), 'float64': dict(rtol=1e-10, atol=1e-12)}
+
+
+def run(impl, x, gamma, beta, mean, var, dY, *, training, dtype, stats_grad=False, **kwargs):
+    """One recorded call of ``batch_norm`` and its backward; everything that came out, as numpy."""
+    X, G, B, M, V = (nd.array(a, dtype=dtype) for a in (x, gamma, beta, mean, var))
+    inputs = [X, G, B] + ([M, V] if stats_grad else [])
+    for v in inputs:
+        v.attach_grad()
+    with autograd.record():
+        Y = batch_norm(X, G, B, M, V, training=training, impl=impl, **kwargs)
+    Y.backward(nd.array(dY, dtype=dtype))
+    return [Y.asnumpy()] + [v.grad.asnumpy() for v in inputs] + [M.asnumpy(), V.asnumpy()]
+
+
+def random_case(shape, rng, offset=3.0, axis=1):
+    C = shape[axis]
+    return (rng.normal(offset, 2.0, shape), rng.uniform(0.5, 2.0, C), rng.normal(size=C),
+            rng.normal(size=C), rng.uniform(0.5, 2.0, C), rng.normal(size=shape))
+
+
+@pytest.mark.parametrize('shape', SHAPES)
+@pytest.mark.parametrize('dtype', ['float32', 'float64'])
+@pytest.mark.parametrize('training', [True, False])
+def test_function_matches_reference(shape, dtype, training):
+    """Output, gradients of X, gamma, beta (and in inference of the statistics used), running stats."""
+    case = random_case(shape, np.random.RandomState(0))
+    kwargs = dict(training=training, dtype=dtype, stats_grad=not training, momentum=0.8, eps=1e-3)
+    names = ['Y', 'dX', 'dgamma', 'dbeta'] + ([] if training else ['dmean', 'dvar']) + ['mean', 'var']
+    for name, a, b in zip(names, run('fast', *case, **kwargs), run('reference', *case, **kwargs)):
+        np.testing.assert_allclose(a, b, err_msg=name, **TOL[dtype])
+
+
+@pytest.mark.parametrize('shape,axis', [((6, 4, 5), 2), ((3, 5, 2, 4), -1), ((4, 3, 5, 6), 0)])
+def test_function_matches_reference_on_other_channel_axes(shape, axis):
+    case = random_case(shape, np.random.RandomState(1), axis=axis)
+    fast = run('fast', *case, training=True, dtype='float64', axis=axis, unbiased_var=True)
+    ref = run('reference', *case, training=True, dtype='float64', axis=axis, unbiased_var=True)
+    for name, a, b in zip(['Y', 'dX', 'dgamma', 'dbeta', 'mean', 'var'], fast, ref):
+        np.testing.assert_allclose(a, b, err_msg=name, **TOL['float64'])
+
+
+@pytest.mark.parametrize('shape', [(64, 3), (16, 3, 6, 6)])
+def test_large_offset_keeps_float32_accurate(shape):
+    """1e4 + x: a one-pass E[x^2] - E[x]^2 would lose every digit; the shifted one keeps them."""
+    x, gamma, beta, mean, var, dY = random_case(shape, np.random.RandomState(2), offset=1e4)
+    truth = run('reference', x, gamma, beta, mean, var, dY, training=True, dtype='float64')
+    fast = run('fast', x, gamma, beta, mean, var, dY, training=True, dtype='float32')
+    for name, a, b in zip(['Y', 'dX', 'dgamma', 'dbeta', 'mean', 'var'], fast, truth):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=2e-3, err_msg=name)
+
+
+@pytest.mark.parametrize('shape', [(5, 3), (2, 2, 3, 2)])
+@pytest.mark.parametrize('training', [True, False])
+def test_fast_gradients_match_finite_differences_in_float64(shape, training):
+    x0, gamma0, beta0, mean, var, w = random_case(shape, np.random.RandomState(3))
+
+    def loss(x=x0, gamma=gamma0, beta=beta0):
+        Y = batch_norm(*(nd.array(a, dtype='float64') for a in (x, gamma, beta, mean, var)),
+                       training=training, impl='fast')
+        return float((Y * nd.array(w, dtype='float64')).sum().asscalar())
+
+    _, dX, dgamma, dbeta, *_ = run('fast', x0, gamma0, beta0, mean, var, w, training=training, dtype='float64')
+    np.testing.assert_allclose(dX, _finite_difference(loss, x0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(dgamma, _finite_difference(lambda g: loss(gamma=g), gamma0), rtol=1e-5)
+    np.testing.assert_allclose(dbeta, _finite_difference(lambda b: loss(beta=b), beta0), rtol=1e-5)
+
+
+@pytest.mark.parametrize('scale,center', [(False, True), (True, False), (False, False)])
+def test_function_without_gamma_or_beta_matches_reference(scale, center):
+    x, gamma, beta, mean, var, dY = random_case((6, 4, 3, 3), np.random.RandomState(4))
+    out = {}
+    for impl in ('fast', 'reference'):
+        X = nd.array(x)
+        X.attach_grad()
+        M, V = nd.array(mean), nd.array(var)
+        with autograd.record():
+            Y = batch_norm(X, nd.array(gamma) if scale else None, nd.array(beta) if center else None, M, V,
+                           training=True, impl=impl)
+        Y.backward(nd.array(dY))
+        out[impl] = [Y.asnumpy(), X.grad.asnumpy(), M.asnumpy(), V.asnumpy()]
+    for a, b in zip(out['fast'], out['reference']):
+        np.testing.assert_allclose(a, b, **TOL['float32'])
+
+
+def test_function_outside_autograd_matches_reference():
+    x, gamma, beta, mean, var, _ = random_case((8, 3, 4, 4), np.random.RandomState(5))
+    for training in (True, False):
+        out = {}
+        for impl in ('fast', 'reference'):
+            M, V = nd.array(mean), nd.array(var)
+            Y = batch_norm(nd.array(x), nd.array(gamma), nd.array(beta), M, V, training=training, impl=impl)
+            out[impl] = [Y.asnumpy(), M.asnumpy(), V.asnumpy()]
+        for a, b in zip(out['fast'], out['reference']):
+            np.testing.assert_allclose(a, b, **TOL['float32'])
+
+
+# --- the layer: imperative and hybridized --------------------------------------------------------------
+
+def layer(impl, hybridize, dtype, C, rng):
+    net = bn_gluon.BatchNorm(in_channels=C, impl=impl, momentum=0.7)
+    net.initialize()
+    net.cast(dtype)
+    net.gamma.set_data(nd.array(rng.uniform(0.5, 2.0, C), dtype=dtype))
+    net.beta.set_data(nd.array(rng.normal(size=C), dtype=dtype))
+    if hybridize:
+        net.hybridize(static_alloc=True, static_shape=True)
+    return net
+
+
+def layer_steps(net, xs, dYs, dtype, train=True):
+    """Forward + backward on each batch; per batch Y, dX, dgamma, dbeta and the running statistics."""
+    out = []
+    for x, dY in zip(xs, dYs):
+        X = nd.array(x, dtype=dtype)
+        X.attach_grad()
+        with autograd.record(train_mode=train):
+            Y = net(X)
+        Y.backward(nd.array(dY, dtype=dtype), train_mode=train)
+        out.append([Y.asnumpy(), X.grad.asnumpy(), net.gamma.grad().asnumpy(), net.beta.grad().asnumpy(),
+                    net.running_mean.data().asnumpy(), net.running_var.data().asnumpy()])
+    return out
+
+
+@pytest.mark.parametrize('shape', [(16, 5), (4, 3, 5, 6)])
+@pytest.mark.parametrize('dtype', ['float32', 'float64'])
+@pytest.mark.parametrize('hybridize', [False, True])
+@pytest.mark.parametrize('offset', [3.0, 1e4])
+def test_layer_matches_reference_layer(shape, dtype, hybridize, offset):
+    """Three training steps, then one in inference; the reference layer runs imperative.
+
+    With the large offset the reference runs in float64: in float32 it is itself off by about 1e-3.
+    """
+    rng = np.random.RandomState(6)
+    xs = [rng.normal(offset, 2.0, shape) for _ in range(4)]
+    dYs = [rng.normal(size=shape) for _ in range(4)]
+    ref_dtype, tol = (dtype, TOL[dtype]) if offset < 100 else ('float64', dict(rtol=1e-3, atol=2e-3))
+    fast = layer('fast', hybridize, dtype, shape[1], np.random.RandomState(7))
+    ref = layer('reference', False, ref_dtype, shape[1], np.random.RandomState(7))
+    got = layer_steps(fast, xs[:3], dYs[:3], dtype) + layer_steps(fast, xs[3:], dYs[3:], dtype, train=False)
+    want = (layer_steps(ref, xs[:3], dYs[:3], ref_dtype)
+            + layer_steps(ref, xs[3:], dYs[3:], ref_dtype, train=False))
+    for step, (a, b) in enumerate(zip(got, want)):
+        for name, u, v in zip(['Y', 'dX', 'dgamma', 'dbeta', 'running_mean', 'running_var'], a, b):
+            np.testing.assert_allclose(u, v, err_msg=f'{name} at step {step}', **tol)
+
+
+@pytest.mark.parametrize('hybridize', [False, True])
+def test_layers_of_one_shape_keep_their_own_saved_statistics(hybridize):
+    """Two fast layers on the same shape, both forwards before both backwards, as in a deeper net."""
+    rng = np.random.RandomState(8)
+    x, dY = rng.normal(size=(8, 3, 4, 4)), rng.normal(size=(8, 3, 4, 4))
+    results = {}
+    for impl in ('fast', 'reference'):
+        nets = [layer(impl, hybridize and impl == 'fast', 'float32', 3, np.random.RandomState(k)) for k in (9, 10)]
+        X = nd.array(x)
+        X.attach_grad()
+        with autograd.record():
+            Y = nets[1](nd.relu(nets[0](X)))
+        Y.backward(nd.array(dY))
+        results[impl] = [Y.asnumpy(), X.grad.asnumpy()] + [n.gamma.grad().asnumpy() for n in nets]
+    for a, b in zip(results['fast'], results['reference']):
+        np.testing.assert_allclose(a, b, **TOL['float32'])
+
+
+def test_unknown_impl_is_refused():
+    with pytest.raises(ValueError, match="impl must be one of"):
+        bn_gluon.BatchNorm(impl='fused')
+    with pytest.raises(ValueError, match="got 'slow'"):
+        batch_norm(nd.ones((4, 3)), None, None, nd.zeros(3), nd.ones(3), training=True, impl='slow')

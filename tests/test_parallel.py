@@ -309,6 +309,8 @@ def train(net, ctxs, steps=3, batch=8, momentum=0.9, seed=0):
         loss, y_hat, y_all = parallel.forward_backward(net, loss_fn, X, y, ctxs)
         assert loss.shape == (batch,) and y_hat.shape == (batch, 3) and loss.context == ctxs[0]
         optimizer.step(batch)
+        for name, p in optimizer.params.items():                  # equal copies after every step
+            assert all((d == p.list_data()[0]).min() == 1 for d in p.list_data()), name
     return params
 
 

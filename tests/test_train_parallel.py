@@ -14,6 +14,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from bn_gluon import parallel
 from bn_gluon.config import TrainConfig, parse_ctxs
 from bn_gluon.data import DataIter, write_synthetic_fashion_mnist
 from bn_gluon.engine import fit
@@ -39,10 +40,11 @@ def small_data(n=64, seed=0):
     return mx.nd.array(X), mx.nd.array(y)
 
 
-def trained(config, ctx):
+def trained(config, ctx, kv=None):
     X, y = small_data()
     net = make_net(config, ctx)
-    history = fit(net, DataIter(X, y, config.batch_size, seed=0, drop_last=True), DataIter(X, y, 64), config, ctx)
+    history = fit(net, DataIter(X, y, config.batch_size, seed=0, drop_last=True), DataIter(X, y, 64), config, ctx,
+                  kv=kv)
     return net, history
 
 
@@ -58,6 +60,14 @@ def test_sync_bn_on_two_devices_trains_like_one_device_with_the_whole_batch():
         np.testing.assert_allclose(a, copies(one)[name][0], rtol=1e-4, atol=1e-5, err_msg=name)
     assert h2[0]['train_loss'] == pytest.approx(h1[0]['train_loss'], rel=1e-4)
     assert h2[0]['test_acc'] == pytest.approx(h1[0]['test_acc'])
+
+
+def test_summing_through_a_local_kvstore_gives_what_summing_by_hand_gives():
+    by_hand, _ = trained(small_config(norm='sync'), CTXS)
+    kvstore, _ = trained(small_config(norm='sync'), CTXS, kv=parallel.create_kvstore('local'))
+    for name, (a, b) in copies(kvstore).items():
+        np.testing.assert_array_equal(a, b, err_msg=f'{name} differs between the devices')
+        np.testing.assert_allclose(a, copies(by_hand)[name][0], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 def test_plain_bn_on_two_devices_keeps_equal_weights_and_averages_the_running_statistics():

@@ -79,6 +79,19 @@ def test_plain_bn_on_two_devices_keeps_equal_weights_and_averages_the_running_st
     assert np.abs(copies(two)['conv1.weight'][0] - copies(one)['conv1.weight'][0]).max() > 1e-5
 
 
+def test_a_two_device_run_resumed_at_an_epoch_repeats_the_uninterrupted_run(tmp_path):
+    X, y = small_data()
+    run = lambda config, out, resume=None: fit(  # noqa: E731
+        make_net(config, CTXS), DataIter(X, y, 16, seed=0, drop_last=True), DataIter(X, y, 64), config, CTXS,
+        out=str(out), resume=resume)
+    whole = run(small_config(epochs=2), tmp_path / 'whole')
+    run(small_config(epochs=1), tmp_path / 'part')
+    resumed = run(small_config(epochs=2), tmp_path / 'part', resume=str(tmp_path / 'part' / 'checkpoint'))
+    timing = ('examples_per_sec', 'train_seconds', 'seconds')
+    assert [{k: v for k, v in m.items() if k not in timing} for m in resumed] == \
+        [{k: v for k, v in m.items() if k not in timing} for m in whole]
+
+
 @pytest.mark.parametrize('kwargs, message', [
     (dict(ctx='cpu:0,cpu:0'), 'repeats a device'),
     (dict(ctx='cpu:0,tpu:1'), 'not a device'),

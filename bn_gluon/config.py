@@ -119,9 +119,10 @@ class TrainConfig:
         if num_devices == 1 and self.kvstore is None:
             return
         if self.style != 'gluon' or self.optimizer != 'sgd':
-            raise ValueError(f"data parallelism (--ctx {self.ctx}, --kvstore {self.kvstore}) runs the Gluon network "
-                             f"with the hand-written SGD; got --style {self.style} --optimizer {self.optimizer}. "
-                             f"Use --style gluon --optimizer sgd, or one device without --kvstore.")
+            asked = f'--ctx {self.ctx}' if self.kvstore is None else f'--kvstore {self.kvstore}'
+            raise ValueError(f"data parallelism ({asked}) runs the Gluon network with the hand-written SGD; got "
+                             f"--style {self.style} --optimizer {self.optimizer}. Use --style gluon --optimizer sgd, "
+                             f"or one device without --kvstore.")
         _expect(self.batch_size >= 2 * num_devices, 'batch_size', self.batch_size,
                 f'at least 2 per device ({2 * num_devices} for {num_devices} devices)')
         if self.kvstore is not None and self.kvstore.startswith('dist') and 'DMLC_ROLE' not in os.environ:

@@ -8,6 +8,7 @@ import sys
 import typing
 
 from bn_gluon.config import TrainConfig
+from bn_gluon.data import DataError, DataNotFoundError
 from bn_gluon.engine import NonFiniteLossError, TrainingInterrupted
 from bn_gluon.experiment import evaluate_checkpoint, resolve_config, train
 
@@ -51,7 +52,7 @@ def main(argv=None):
         print('\naborted; the last checkpoint saved at an epoch end (if any) is in checkpoint/ of the run '
               'folder.', file=sys.stderr)
         return 130
-    except NonFiniteLossError as e:
+    except (NonFiniteLossError, DataNotFoundError, DataError) as e:   # said in words: no traceback
         print(f'error: {e}', file=sys.stderr)
         return 1
     return 0

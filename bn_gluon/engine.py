@@ -172,7 +172,8 @@ def fit(net, train_iter, test_iter, config, ctx=None, *, out=None, resume=None, 
             if state['step'] == 0:
                 mx.random.seed(config.seed + epoch)
             bar = tqdm(total=len(train_iter), initial=state['step'], desc=f'epoch {epoch + 1}/{config.epochs}',
-                       unit='batch', leave=False, disable=config.quiet or not sys.stdout.isatty())
+                       unit='batch', leave=False, file=sys.stderr,   # a bar only for a person at a terminal
+                       disable=config.quiet or not sys.stderr.isatty())
 
             def lr_at(step, epoch=epoch):                          # the schedule spans every step of the run
                 return schedule(config.lr, epoch * steps + step, config.epochs * steps)

@@ -33,6 +33,8 @@ def resolve_config(explicit):
     unknown = sorted(set(explicit) - {f.name for f in dataclasses.fields(TrainConfig)})
     if unknown:
         raise ValueError(f'unknown configuration fields {unknown}.')
+    if explicit.get('eval') is not None and os.path.isdir(explicit['eval']):
+        ckpt.find_checkpoint(explicit['eval'])                  # a folder must hold a checkpoint: say so now
     if explicit.get('resume') is None:
         return TrainConfig(**explicit).validate()
     explicit = dict({'quiet': TrainConfig.quiet}, **explicit)   # how this session shows itself is its own

@@ -18,6 +18,8 @@ from bn_gluon.config import TrainConfig
 from bn_gluon.fold import (NORM_OPS, FoldWarning, ScaleShift, export_network, fold_batch_norm, fold_layer,
                            fold_raw_params, graph_ops, load_exported, scale_shift_from)
 from bn_gluon.fold.__main__ import main as fold_main
+from bn_gluon.models import NEEDS_POSITIONS
+from bn_gluon.models import NORMS as MODEL_NORMS
 from bn_gluon.models import (LeNet, RawLeNet, init_raw_lenet, lenet, named_parameters, raw_lenet_forward,
                              raw_to_gluon)
 from bn_gluon.optim import make_optimizer
@@ -253,6 +255,17 @@ def test_batch_norm_variants_fold(layer):
     expected = ['Conv2D', 'Activation'] if layer == 'BatchNormReLU' else ['Conv2D']
     assert [type(b).__name__ for b in folded._children.values()] == expected
     close(folded(X), net(X))
+
+
+@pytest.mark.parametrize('norm', sorted(set(MODEL_NORMS) - {'none'}))
+def test_every_norm_of_the_lenet_folds_or_is_refused_by_name(norm):
+    net = randomize(lenet(norm, dense_norm=norm not in NEEDS_POSITIONS))
+    X = images()
+    if hasattr(net.bn1, 'running_mean'):                          # running statistics: a fixed map at inference
+        close(fold_batch_norm(net, strict=True)(X), net(X))
+    else:                                                         # statistics of each example: nothing to fold
+        with pytest.raises(TypeError, match=f'bn1 \\({type(net.bn1).__name__}\\).*not a batch norm'):
+            fold_batch_norm(net)
 
 
 @pytest.mark.parametrize('norm', NORMS)

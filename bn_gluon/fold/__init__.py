@@ -35,8 +35,8 @@ config.json / state.json)::
 """
 from .export import (NORM_OPS, export_network, find_run, fold_for_export, fold_run, graph_ops, load_exported,
                      load_run)
-from .folding import (FoldWarning, ScaleShift, bn_scale_shift, fold_batch_norm, fold_layer, fold_raw_params,
-                      fold_weights, scale_shift_from, why_not_foldable)
+from .affine import ScaleShift, bn_scale_shift, fold_layer, fold_weights, scale_shift_from, why_not_foldable
+from .folding import FoldWarning, fold_batch_norm, fold_raw_params
 
 __all__ = ['fold_batch_norm', 'fold_raw_params', 'fold_layer', 'fold_weights', 'bn_scale_shift', 'why_not_foldable',
            'ScaleShift', 'scale_shift_from', 'FoldWarning', 'export_network', 'load_exported', 'graph_ops',

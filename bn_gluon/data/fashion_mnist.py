@@ -12,7 +12,7 @@ import urllib.request
 import warnings
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .idx import IMAGES_MAGIC, LABELS_MAGIC, DataError, check_pair, decompress, parse_idx
 

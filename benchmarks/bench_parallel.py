@@ -25,7 +25,6 @@ Usage: ``python benchmarks/bench_parallel.py [--rounds 3] [--steps 10] [--worker
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -39,10 +38,10 @@ from bn_gluon import launch, parallel
 from bn_gluon.config import TrainConfig
 from bn_gluon.experiment import make_net
 from bn_gluon.models import named_parameters
+from common import RESULTS, machine, write_json
 
 BATCH = 128                          # train.py's default: the global batch of every variant
 WARMUP = 2
-SETTINGS = ('OMP_NUM_THREADS', 'MXNET_CPU_WORKER_NTHREADS', 'MXNET_ENGINE_TYPE')
 DEVICE_VARIANTS = [  # (name, norm, hybridize, contexts)
     ('scratch hybridized, 1 device', 'scratch', True, 1),
     ('scratch hybridized, 2 devices', 'scratch', True, 2),
@@ -115,8 +114,7 @@ def main():
     parser.add_argument('--worker-rounds', type=int, default=2, help='interleaved rounds of the launched jobs')
     parser.add_argument('--steps', type=int, default=10, help='timed training steps per variant and round')
     parser.add_argument('--timeout', type=float, default=300, help='seconds a launched job may take')
-    parser.add_argument('--out', default=os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results',
-                                                      'parallel.json'))
+    parser.add_argument('--out', default=os.path.join(RESULTS, 'parallel.json'), help='JSON file for the results')
     parser.add_argument('--worker', help=argparse.SUPPRESS)       # set by the launched jobs only
     args = parser.parse_args()
     if args.worker:
@@ -145,13 +143,8 @@ def main():
     result = {
         'batch': BATCH, 'steps': args.steps, 'rounds': args.rounds, 'worker_rounds': args.worker_rounds,
         'examples_per_sec': median, 'scaling_efficiency': efficiency, 'per_round': rounds,
-        'cpu_count': os.cpu_count(), 'load_average': os.getloadavg(), 'mxnet': mx.__version__,
-        'python': platform.python_version(), 'settings': {k: os.environ.get(k) for k in SETTINGS},
+        'machine': machine(),
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, 'w') as f:
-        json.dump(result, f, indent=1)
-
     print(f'global batch {BATCH}, {args.steps} timed steps, medians of {args.rounds} rounds '
           f'({args.worker_rounds} for the launched jobs); {os.cpu_count()} CPU cores, load average '
           f'{os.getloadavg()[0]:.1f}')
@@ -162,7 +155,7 @@ def main():
           f'{"-" * 19}:|')
     for label, _, _ in SCALING:
         print(f'| {label:<20} | {2 * efficiency[label]:>7.2f}x | {efficiency[label]:>18.2f} |')
-    print(f'\nwritten to {args.out}')
+    write_json(result, args.out)
 
 
 if __name__ == '__main__':

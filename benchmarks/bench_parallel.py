@@ -16,7 +16,8 @@ here: two CPU contexts of one process share the same cores (MXNet gives each CPU
 worker thread, so at best they overlap on 2 idle cores), and two workers plus a server and a scheduler
 share them too, with every gradient going through loopback TCP. This machine has 2 cores shared by
 several people, so the absolute numbers are noisy and any gain is bounded by 2x; only the ratios of one
-round are compared. Each round runs every variant once (A B C D, A B C D, ...); the table shows medians
+round are compared. On busy shared cores a job of two processes also gets a larger share of the machine
+than one process does, which flatters the worker rows: read them on an idle machine. Each round runs every variant once (A B C D, A B C D, ...); the table shows medians
 over rounds, and efficiencies are taken within each round, then their median.
 
 Usage: ``python benchmarks/bench_parallel.py [--rounds 3] [--steps 10] [--worker-rounds 2]

@@ -6,7 +6,7 @@ same numbers with other kernels and a hand-derived gradient. Both run on the sam
 """
 import numpy as np
 import pytest
-from mxnet import autograd, nd
+from mxnet import autograd, gluon, nd
 
 import bn_gluon
 from bn_gluon.functional import batch_norm
@@ -108,6 +108,67 @@ def test_function_outside_autograd_matches_reference():
             out[impl] = [Y.asnumpy(), M.asnumpy(), V.asnumpy()]
         for a, b in zip(out['fast'], out['reference']):
             np.testing.assert_allclose(a, b, **TOL['float32'])
+
+
+@pytest.mark.parametrize('training', [True, False])
+@pytest.mark.parametrize('wanted', ['gamma beta', 'beta', 'X beta', 'X mean var', 'var', 'gamma'])
+def test_gradients_of_some_inputs_only_match_reference(training, wanted):
+    """Only the inputs in ``wanted`` take a gradient: X straight from the data, a frozen gamma, ...
+
+    MXNet 1.9's ``autograd.Function`` stops writing gradients at the first input that needs none; every
+    requested gradient must still arrive, with the reference's value.
+    """
+    x, gamma, beta, mean, var, dY = random_case((4, 3, 5, 6), np.random.RandomState(11))
+    wanted = wanted.split()
+    if training:
+        wanted = [k for k in wanted if k not in ('mean', 'var')] or ['beta']
+    out = {}
+    for impl in ('fast', 'reference'):
+        arrays = {k: nd.array(a) for k, a in zip(['X', 'gamma', 'beta', 'mean', 'var'], (x, gamma, beta, mean, var))}
+        for k in wanted:
+            arrays[k].attach_grad()
+        with autograd.record():
+            Y = batch_norm(*arrays.values(), training=training, impl=impl)
+        Y.backward(nd.array(dY))
+        out[impl] = [arrays[k].grad.asnumpy() for k in wanted]
+    for k, a, b in zip(wanted, out['fast'], out['reference']):
+        np.testing.assert_allclose(a, b, err_msg=k, **TOL['float32'])
+
+
+def gluon_twins(C, rng, grad_reqs):
+    """bn_gluon.BatchNorm(impl='fast') and gluon.nn.BatchNorm with the same parameters and grad_reqs."""
+    nets = [bn_gluon.BatchNorm(in_channels=C, impl='fast'), gluon.nn.BatchNorm(in_channels=C)]
+    gamma, beta = rng.uniform(0.5, 2.0, C), rng.normal(size=C)
+    for net in nets:
+        net.initialize()
+        net.gamma.set_data(nd.array(gamma))
+        net.beta.set_data(nd.array(beta))
+        net.gamma.grad_req, net.beta.grad_req = grad_reqs
+    return nets
+
+
+@pytest.mark.parametrize('grad_reqs', [('write', 'write'), ('null', 'write'), ('write', 'null'), ('add', 'add')])
+@pytest.mark.parametrize('x_grad', [False, True])
+def test_layer_gradients_match_gluon_whatever_needs_a_gradient(grad_reqs, x_grad):
+    """Two training steps of a layer on the input data (X without a gradient, as a first layer), with a
+    frozen gamma or beta, or accumulating gradients (grad_req='add'), against ``gluon.nn.BatchNorm``."""
+    rng = np.random.RandomState(12)
+    xs, dYs = rng.normal(2.0, 3.0, (2, 4, 3, 5, 6)), rng.normal(size=(2, 4, 3, 5, 6))
+    out = []
+    for net in gluon_twins(3, rng, grad_reqs):
+        got = []
+        for x, dY in zip(xs, dYs):
+            X = nd.array(x)
+            if x_grad:
+                X.attach_grad()
+            with autograd.record():
+                Y = net(X)
+            Y.backward(nd.array(dY))
+            got += [Y.asnumpy()] + ([X.grad.asnumpy()] if x_grad else [])
+            got += [p.grad().asnumpy() for p in (net.gamma, net.beta) if p.grad_req != 'null']
+        out.append(got + [net.running_mean.data().asnumpy(), net.running_var.data().asnumpy()])
+    for i, (a, b) in enumerate(zip(*out)):
+        np.testing.assert_allclose(a, b, err_msg=f'result {i}', rtol=1e-4, atol=1e-4)
 
 
 # --- the layer: imperative and hybridized --------------------------------------------------------------

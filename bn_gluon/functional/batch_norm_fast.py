@@ -22,6 +22,7 @@ The math is written once against ``F`` (``mxnet.nd`` or ``mxnet.sym``), as in a 
 ``hybrid_forward``, on a view of ``X`` seen as ``(P, C, S)`` (P: the axes before the channel axis,
 S: after): ``(1, P*C, S)``, one row per (sample, channel), or ``(P, C)`` when S == 1.
 """
+import sys
 import threading
 from collections import OrderedDict, namedtuple
 
@@ -231,7 +232,38 @@ def backward(dY, saved, out=None):
     return (out[0].reshape(L.shape),) + tuple(out[1:])
 
 
-class _BatchNormFunction(autograd.Function):
+class _Function(autograd.Function):
+    """An ``autograd.Function`` whose gradients reach every input, whatever each input's ``grad_req``.
+
+    MXNet 1.9's ``Function`` hands ``backward``'s results to a callback (``backward_entry`` in
+    ``mxnet/autograd.py``) that writes them in input order but returns at the first input whose
+    gradient is not requested (req 0, e.g. X straight from the data, a frozen gamma, the running
+    statistics): every later input's gradient buffer is left unwritten, holding garbage. It also
+    compares the integer req with the string ``'add'``, so ``grad_req='add'`` never accumulates.
+    Here ``backward`` writes each gradient itself, as its req says, into the buffers that callback
+    holds (read from its frame), and returns those buffers, which the callback's own copies then skip
+    (an array assigned to itself is not copied). Subclasses write ``_backward``.
+    """
+    _WRITE, _ADD = (1, 2), 3  # MXNet's OpReqType: 0 null, 1 write, 2 write in place, 3 add
+
+    def _backward(self, *output_grads):
+        raise NotImplementedError
+
+    def backward(self, *output_grads):
+        grads = self._backward(*output_grads)
+        caller = sys._getframe(1).f_locals
+        buffers, reqs = caller.get('input_grads'), caller.get('reqs')
+        if buffers is None or reqs is None or len(buffers) != len(grads):  # not the callback described above
+            return grads
+        for buffer, grad, req in zip(buffers, grads, reqs):
+            if req in self._WRITE:
+                buffer[:] = grad
+            elif req == self._ADD:
+                buffer += grad
+        return tuple(buffers)
+
+
+class _BatchNormFunction(_Function):
     """:func:`forward` and :func:`backward` as one autograd node.
 
     Inputs: X, then gamma and beta where given, then in inference the statistics used (differentiable
@@ -249,7 +281,7 @@ class _BatchNormFunction(autograd.Function):
         Y, self.saved = forward(X, gamma, beta, self.moving_mean, self.moving_var, **self.kwargs)
         return Y
 
-    def backward(self, dY):
+    def _backward(self, dY):
         dX, dgamma, dbeta, *dstats = backward(dY, self.saved)
         return (dX,) + tuple(g for g, has in zip((dgamma, dbeta), self.has) if has) + tuple(dstats)
 

@@ -121,6 +121,7 @@ class LeNet(nn.HybridBlock):
         after its normalization when there is one, and 'scores' (N, classes), equal to ``self(X)``.
         Training or inference mode as for ``self(X)`` (inside or outside ``autograd.record()``).
         """
+        check_input(X)
         return self._stages(nd, X)
 
     def _stages(self, F, X):

@@ -343,3 +343,5 @@ def test_preactivations_are_what_enters_each_activation(hybridize):
     np.testing.assert_allclose(taps['dense1'].asnumpy().mean(axis=0), 0, atol=1e-4)   # normalized, gamma 1
     np.testing.assert_allclose(net.preactivations(X)['scores'].asnumpy(), net(X).asnumpy(), rtol=RTOL,
                                atol=ATOL)                          # inference mode: the net's own output
+    with pytest.raises(ValueError, match=r'images of shape \(N, 1, 28, 28\) with N >= 1; got \(2, 784\)'):
+        net.preactivations(nd.zeros((2, 784)))

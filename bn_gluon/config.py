@@ -24,8 +24,10 @@ def _opt(help, **kwargs):
 class TrainConfig:
     """Hyperparameters and paths of one training run; ``validate`` checks them in words."""
 
-    # 6 epochs of momentum SGD reach about 91% test accuracy with BN; the accuracy still creeps up after.
-    epochs: int = field(default=6, metadata=_opt('passes over the 60000 training images'))
+    # 6 epochs (no weight decay) reached 85.8, 88.4, 89.4, 90.0% test accuracy in epochs 1-4 and head for
+    # about 91%, too close to the floor promised for a plain run: 8 epochs give the decay room to settle.
+    # Measured with these defaults (seed 0, CPU): test accuracy 0.9117 after epoch 8 (0.9109 after 7).
+    epochs: int = field(default=8, metadata=_opt('passes over the 60000 training images'))
     # 128 as in the article: enough examples per channel for stable batch statistics, many steps per epoch.
     batch_size: int = field(default=128, metadata=_opt('examples per step (and per batch statistic)'))
     # With momentum 0.9 the effective step is lr / (1 - 0.9) = 1.0 per mean gradient; BN tolerates it.
@@ -45,8 +47,10 @@ class TrainConfig:
                                                         choices=OPTIMIZERS))
     # Momentum reaches 91% in about half the epochs that plain SGD needs at its best lr.
     momentum: float = field(default=0.9, metadata=_opt('SGD momentum (0 = plain SGD)'))
-    # BN already regularizes, and six epochs are too few to overfit much.
-    weight_decay: float = field(default=0.0, metadata=_opt('L2 penalty added to the gradient'))
+    # By epoch 4 train accuracy led test accuracy by about a point and the gap grew, so the common 5e-4
+    # regularizes a little (with BN it mostly keeps the convolution weights small, i.e. their steps large).
+    # It came in together with epochs 8; its effect alone was not measured.
+    weight_decay: float = field(default=5e-4, metadata=_opt('L2 penalty added to the gradient'))
     # 'auto' takes the first GPU when MXNet sees one, else the CPU.
     ctx: str = field(default='auto', metadata=_opt('device: auto, cpu, cpu:N, gpu or gpu:N; a comma-separated '
                                                    'list (cpu:0,cpu:1) splits every batch across the devices'))

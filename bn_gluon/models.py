@@ -232,26 +232,29 @@ def is_running_stat(name):
     return name.rsplit('.', 1)[1] in RUNNING_STATS
 
 
-def raw_lenet_forward(params, X, training, momentum=0.9, eps=1e-5):
-    """The same network as :class:`LeNet` in plain nd calls; moving statistics updated when ``training``."""
+def raw_lenet_forward(params, X, training, momentum=0.9, eps=1e-5, impl='fast'):
+    """The same network as :class:`LeNet` in plain nd calls; moving statistics updated when ``training``.
+
+    ``impl='reference'`` normalizes with the article's formula as written (see ``functional.batch_norm``).
+    """
     P = params
     H = nd.Convolution(X, P['conv1.weight'], P['conv1.bias'], kernel=(5, 5), num_filter=20)  # -> (N, 20, 24, 24)
-    H = _raw_norm(P, 'bn1', H, training, momentum, eps)
+    H = _raw_norm(P, 'bn1', H, training, momentum, eps, impl)
     H = nd.Pooling(nd.relu(H), kernel=(2, 2), stride=(2, 2), pool_type='max')                 # -> (N, 20, 12, 12)
     H = nd.Convolution(H, P['conv2.weight'], P['conv2.bias'], kernel=(3, 3), num_filter=50)  # -> (N, 50, 10, 10)
-    H = _raw_norm(P, 'bn2', H, training, momentum, eps)
+    H = _raw_norm(P, 'bn2', H, training, momentum, eps, impl)
     H = nd.Pooling(nd.relu(H), kernel=(2, 2), stride=(2, 2), pool_type='max')                 # -> (N, 50, 5, 5)
     H = H.reshape((0, -1))                                                                    # -> (N, 1250)
     H = nd.dot(H, P['dense1.weight'], transpose_b=True) + P['dense1.bias']                   # -> (N, 128)
-    H = nd.relu(_raw_norm(P, 'bn3', H, training, momentum, eps))
+    H = nd.relu(_raw_norm(P, 'bn3', H, training, momentum, eps, impl))
     return nd.dot(H, P['dense2.weight'], transpose_b=True) + P['dense2.bias']                # -> (N, classes)
 
 
-def _raw_norm(P, layer, X, training, momentum, eps):
+def _raw_norm(P, layer, X, training, momentum, eps, impl):
     if f'{layer}.gamma' not in P:                                  # norm 'none', or no BN after dense1
         return X
     return batch_norm(X, P[f'{layer}.gamma'], P[f'{layer}.beta'], P[f'{layer}.running_mean'],
-                      P[f'{layer}.running_var'], training=training, momentum=momentum, eps=eps)
+                      P[f'{layer}.running_var'], training=training, momentum=momentum, eps=eps, impl=impl)
 
 
 def named_parameters(net):

@@ -244,3 +244,68 @@ def test_unknown_impl_is_refused():
         bn_gluon.BatchNorm(impl='fused')
     with pytest.raises(ValueError, match="got 'slow'"):
         batch_norm(nd.ones((4, 3)), None, None, nd.zeros(3), nd.ones(3), training=True, impl='slow')
+
+
+# --- a hybridized gluoncv ResNet against its gluon.nn.BatchNorm twin ----------------------------------
+
+def resnet_step(net, X, W):
+    """Output in inference mode, then one recorded training forward and backward: everything, as numpy."""
+    from bn_gluon.models import is_running_stat, named_parameters
+    out = {'inference': net(X).asnumpy()}
+    with autograd.record():
+        Y = net(X)
+        loss = (Y * W).sum()
+    loss.backward()
+    out['training'] = Y.asnumpy()
+    for name, p in named_parameters(net).items():
+        out[name] = p.data().asnumpy() if is_running_stat(name) else p.grad().asnumpy()
+    return out
+
+
+def resnet_twin_differences(impl, **hybridize):
+    """name -> max |ours - gluon| relative to max |gluon|, for hybridized cifar_resnet20_v1 twins."""
+    import functools
+    from bn_gluon.compare import twins
+    original = twins.BatchNorm
+    twins.BatchNorm = functools.partial(bn_gluon.BatchNorm, impl=impl)
+    try:
+        ours, ref = twins.resnet_twins('cifar_resnet20_v1')
+    finally:
+        twins.BatchNorm = original
+    X, _ = twins.cifar_like(8, seed=3)
+    W = nd.array(np.random.RandomState(4).normal(size=(8, 10)))
+    diffs = {}
+    for net in (ours, ref):
+        net.hybridize(**hybridize)
+    for step in range(2):   # the second step runs on the graphs and memory of the first
+        a, b = resnet_step(ours, X, W), resnet_step(ref, X, W)
+        for k in b:
+            diffs[f'{k} (step {step})'] = float(np.abs(a[k] - b[k]).max() / max(np.abs(b[k]).max(), 1e-3))
+    return diffs
+
+
+@pytest.mark.parametrize('impl', ['fast', 'reference'])
+def test_hybridized_resnet_outputs_and_running_stats_match_gluon(impl):
+    """Convolutions hand the layer MKL-DNN-layout arrays; outputs in both modes must still be gluon's."""
+    diffs = resnet_twin_differences(impl)
+    bad = {k: v for k, v in diffs.items() if ('inference' in k or 'training' in k or 'running' in k) and v > 1e-4}
+    assert not bad, bad
+
+
+GRADIENT_TOL = 2e-2  # relative; float32 rounding alone leaves up to 7e-3 in this 20-layer net (also without MKL-DNN)
+
+
+def test_statically_hybridized_resnet_matches_gluon_in_everything():
+    """Outputs, every gradient and every running statistic, with static memory."""
+    diffs = resnet_twin_differences('fast', static_alloc=True, static_shape=True)
+    bad = {k: v for k, v in diffs.items() if v > GRADIENT_TOL}
+    assert not bad, bad
+
+
+@pytest.mark.xfail(reason='MXNet 1.9 with MKL-DNN: in a hybridized graph without static memory, the output '
+                          'gradient a custom operator reads can change while it runs (not fixed here)',
+                   strict=False)
+def test_hybridized_resnet_gradients_match_gluon():
+    diffs = resnet_twin_differences('fast')
+    bad = {k: v for k, v in diffs.items() if v > GRADIENT_TOL}
+    assert not bad, bad

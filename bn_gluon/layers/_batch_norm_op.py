@@ -102,6 +102,20 @@ class _BatchNormOp(mx.operator.CustomOp):
         self.assign(in_grad[2], req[2], dbeta if self.center else nd.zeros_like(dbeta))
 
 
+def default_layout(F, x):
+    """``x`` through a reshape to its own shape: the same values, in MXNet's default memory layout.
+
+    For use in ``hybrid_forward`` on a custom operator's data input. MXNet 1.9's MKL-DNN operators
+    (convolution, activation, ...) may leave their output in a blocked layout; a custom operator given
+    such an array in a hybridized graph gets a copy made as it starts (``AllocateNDArrayCopy`` in
+    ``src/operator/custom/custom.cc``), and that copy does not reliably hold the producer's values:
+    gluoncv's ResNets came out wrong by up to 1e35 (MXNET_MKLDNN_ENABLED=0 or the naive engine: right).
+    Reshape, an ordinary graph operator, writes a default-layout array; on an array already in the
+    default layout it runs in place and costs nothing.
+    """
+    return F.reshape_like(F.reshape(x, shape=(-1,)), x)
+
+
 def _at_least_float32(X):
     return X.astype('float32') if X.dtype == np.float16 else X
 

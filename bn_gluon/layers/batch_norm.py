@@ -94,6 +94,7 @@ class BatchNorm(HybridBlock):
             return batch_norm(x, gamma if k['scale'] else None, beta if k['center'] else None,
                               running_mean, running_var, training=training, momentum=k['momentum'],
                               eps=k['eps'], axis=k['axis'], unbiased_var=k['unbiased_var'], impl=self._impl)
+        x = _batch_norm_op.default_layout(F, x)  # an MKL-DNN layout reaches custom operators wrong
         return F.Custom(x, gamma, beta, running_mean, running_var, op_type=_batch_norm_op.OP_TYPE,
                         name='fwd', impl=self._impl, **{key: str(v) for key, v in k.items()})
 

@@ -7,7 +7,7 @@ from mxnet import autograd, nd
 
 from ..functional import batch_norm
 from ..functional.batch_renorm import RenormSchedule, batch_renorm
-from . import _batch_renorm_op
+from . import _batch_norm_op, _batch_renorm_op
 from .batch_norm import BatchNorm
 
 
@@ -62,6 +62,7 @@ class BatchRenorm(BatchNorm):
         if F is not nd:  # custom-operator arguments travel as strings
             op_kwargs = {key: str(k[key]) for key in _batch_renorm_op.BN_KEYS}
             op_kwargs.update((key, str(getattr(self.schedule, key))) for key in _batch_renorm_op.SCHEDULE_KEYS)
+            x = _batch_norm_op.default_layout(F, x)  # an MKL-DNN layout reaches custom operators wrong
             return F.Custom(x, gamma, beta, running_mean, running_var, num_steps, op_type=_batch_renorm_op.OP_TYPE,
                             name='fwd', **op_kwargs)
         g, b = gamma if k['scale'] else None, beta if k['center'] else None

@@ -392,3 +392,22 @@ def test_shard_gives_every_worker_an_equal_disjoint_share():
     assert len(set(seen)) == 9 and set(seen) <= set(range(11))
     with pytest.raises(ValueError, match='rank'):
         parallel.shard(X, y, 3, 3)
+
+
+def test_sync_batch_norm_gives_gamma_and_beta_their_gradients_when_x_takes_none():
+    """X straight from the data takes no gradient; gamma and beta, after it, must still get theirs."""
+    rng = np.random.RandomState(2)
+    X, dY = rng.normal(size=(6, 3, 2, 2)), rng.normal(size=(6, 3, 2, 2))
+    grads = []
+    for x_grad in (True, False):
+        Xs = [nd.array(X[:3], ctx=CTXS[0]), nd.array(X[3:], ctx=CTXS[1])]
+        Gs, Bs = [nd.array([1.5, 0.5, 2.0], ctx=c) for c in CTXS], [nd.array([0.1, 0.2, 0.3], ctx=c) for c in CTXS]
+        for v in Gs + Bs + (Xs if x_grad else []):
+            v.attach_grad()
+        with autograd.record():
+            Ys = sync_batch_norm(Xs, Gs, Bs, [nd.zeros(3, ctx=c) for c in CTXS],
+                                 [nd.ones(3, ctx=c) for c in CTXS], training=True)
+        autograd.backward(Ys, [nd.array(dY[:3], ctx=CTXS[0]), nd.array(dY[3:], ctx=CTXS[1])])
+        grads.append([v.grad.asnumpy() for v in Gs + Bs])
+    for with_x, without_x in zip(*grads):
+        np.testing.assert_allclose(without_x, with_x, rtol=RTOL, atol=ATOL)

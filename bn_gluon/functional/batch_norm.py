@@ -46,7 +46,7 @@ def check_batch_norm(X, gamma, beta, moving_mean, moving_var, training, momentum
 
 
 def batch_norm(X, gamma, beta, moving_mean, moving_var, *, training, momentum=0.9, eps=1e-5, axis=1,
-               unbiased_var=False, impl='fast'):
+               unbiased_var=False, impl='reference'):
     """Normalize ``X`` per channel, then scale by ``gamma`` and shift by ``beta``.
 
     In training the batch statistics are used and ``moving_mean`` / ``moving_var`` are updated in place,
@@ -75,7 +75,10 @@ def batch_norm(X, gamma, beta, moving_mean, moving_var, *, training, momentum=0.
     impl : {'fast', 'reference'}
         'reference' runs the body below, which reads like the paper, and lets autograd differentiate
         it; 'fast' (:mod:`.batch_norm_fast`) gives the same numbers through a few large kernels and
-        the closed-form gradient, several times faster.
+        the closed-form gradient, several times faster. Under autograd its backward is a Python
+        callback, and in MXNet 1.9 with MKL-DNN a callback inside a branching graph (a ResNet) was
+        sometimes handed gradients still being written: use 'fast' in chains such as the LeNet (tested)
+        and keep 'reference', the default, elsewhere.
     """
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}; got {impl!r}.")

@@ -46,10 +46,22 @@ class BatchNorm(HybridBlock):
         Batch Renormalization (Ioffe 2017): given, the layer built is a
         :class:`~bn_gluon.layers.batch_renorm.BatchRenorm` (a subclass of this one) that clips r and d by
         this schedule of (rmax, dmax); True takes the paper's schedule. None or False: plain batch norm.
-    impl : {'fast', 'reference'}, default 'fast'
+    impl : {None, 'fast', 'reference'}, default None
         How :func:`bn_gluon.functional.batch_norm` computes: 'reference' reads like the paper and lets
         autograd differentiate it; 'fast' gives the same numbers through a few large kernels and the
-        closed-form gradient (``benchmarks/bench_bn.py`` measures both).
+        closed-form gradient (``benchmarks/bench_bn.py`` measures both). None: 'reference' when called
+        imperatively, 'fast' (as a custom operator) when hybridized.
+
+    Notes
+    -----
+    Hybridized, the layer is a custom operator. In MXNet 1.9 with MKL-DNN, a custom operator inside a
+    branching graph (gluoncv's ResNets) was handed output gradients that other operators were still
+    writing, so its gradients there are unreliable (its outputs and running statistics are right; a
+    test records this as an expected failure). In chains such as the LeNet they match
+    ``gluon.nn.BatchNorm`` (tested). ``hybridize(static_alloc=True)`` is no way out: with it MXNet drops
+    running-statistics updates, gluon.nn.BatchNorm's included. Imperatively the same happened to
+    ``impl='fast'``'s hand-written backward; the default imperative path, 'reference', is plain autograd
+    and is not affected, so train branching nets imperatively.
     """
 
     def __new__(cls, *args, renorm=None, **kwargs):
@@ -63,8 +75,8 @@ class BatchNorm(HybridBlock):
     def __init__(self, axis=1, momentum=0.9, epsilon=1e-5, center=True, scale=True, use_global_stats=False,
                  beta_initializer='zeros', gamma_initializer='ones', running_mean_initializer='zeros',
                  running_variance_initializer='ones', in_channels=0, unbiased_var=False, renorm=None,
-                 impl='fast', **kwargs):
-        if impl not in IMPLS:
+                 impl=None, **kwargs):
+        if impl is not None and impl not in IMPLS:
             raise ValueError(f"impl must be one of {IMPLS}; got {impl!r}.")
         super().__init__(**kwargs)
         self._impl = impl
@@ -93,10 +105,11 @@ class BatchNorm(HybridBlock):
             training = autograd.is_training() and not k['use_global_stats']
             return batch_norm(x, gamma if k['scale'] else None, beta if k['center'] else None,
                               running_mean, running_var, training=training, momentum=k['momentum'],
-                              eps=k['eps'], axis=k['axis'], unbiased_var=k['unbiased_var'], impl=self._impl)
+                              eps=k['eps'], axis=k['axis'], unbiased_var=k['unbiased_var'],
+                              impl=self._impl or 'reference')
         x = _batch_norm_op.default_layout(F, x)  # an MKL-DNN layout reaches custom operators wrong
         return F.Custom(x, gamma, beta, running_mean, running_var, op_type=_batch_norm_op.OP_TYPE,
-                        name='fwd', impl=self._impl, **{key: str(v) for key, v in k.items()})
+                        name='fwd', impl=self._impl or 'fast', **{key: str(v) for key, v in k.items()})
 
     def __repr__(self):
         channels = self.gamma.shape[0] or None

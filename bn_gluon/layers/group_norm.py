@@ -58,7 +58,20 @@ def _value(param, ctx):
         return None
 
 
-class LayerNorm(_ExampleNorm):
+class _AxisNorm(_ExampleNorm):
+    """A per-example norm set by one axis: ``_checker`` and ``_function`` are its functional pair."""
+
+    def _check(self, x, gamma, beta):
+        self._checker(x, gamma, beta, self._axis, self._eps)
+
+    def _norm(self, x, gamma, beta):
+        return self._function(x, gamma, beta, axis=self._axis, eps=self._eps)
+
+    def _settings(self):
+        return dict(axis=self._axis, **super()._settings())
+
+
+class LayerNorm(_AxisNorm):
     """Layer normalization along one axis, as ``gluon.nn.LayerNorm``.
 
     Parameters
@@ -76,22 +89,15 @@ class LayerNorm(_ExampleNorm):
         Length of ``axis``; 0 infers it from the first input.
     """
 
+    _checker, _function = staticmethod(check_layer_norm), staticmethod(layer_norm)
+
     def __init__(self, axis=-1, epsilon=1e-5, center=True, scale=True, beta_initializer='zeros',
                  gamma_initializer='ones', in_channels=0, **kwargs):
         super().__init__(epsilon, center, scale, beta_initializer, gamma_initializer, in_channels, **kwargs)
         self._axis = axis
 
-    def _check(self, x, gamma, beta):
-        check_layer_norm(x, gamma, beta, self._axis, self._eps)
 
-    def _norm(self, x, gamma, beta):
-        return layer_norm(x, gamma, beta, axis=self._axis, eps=self._eps)
-
-    def _settings(self):
-        return dict(axis=self._axis, **super()._settings())
-
-
-class InstanceNorm(_ExampleNorm):
+class InstanceNorm(_AxisNorm):
     """Instance normalization: every channel of every example over its own positions, as
     ``gluon.nn.InstanceNorm``.
 
@@ -111,19 +117,12 @@ class InstanceNorm(_ExampleNorm):
         Number of channels; 0 infers it from the first input.
     """
 
+    _checker, _function = staticmethod(check_instance_norm), staticmethod(instance_norm)
+
     def __init__(self, axis=1, epsilon=1e-5, center=True, scale=False, beta_initializer='zeros',
                  gamma_initializer='ones', in_channels=0, **kwargs):
         super().__init__(epsilon, center, scale, beta_initializer, gamma_initializer, in_channels, **kwargs)
         self._axis = axis
-
-    def _check(self, x, gamma, beta):
-        check_instance_norm(x, gamma, beta, self._axis, self._eps)
-
-    def _norm(self, x, gamma, beta):
-        return instance_norm(x, gamma, beta, axis=self._axis, eps=self._eps)
-
-    def _settings(self):
-        return dict(axis=self._axis, **super()._settings())
 
 
 class GroupNorm(_ExampleNorm):

@@ -103,12 +103,17 @@ def batch_norm(X, gamma, beta, moving_mean, moving_var, *, training, momentum=0.
         var = moving_var.reshape(shape).astype(X.dtype, copy=False)
 
     X_hat = (X - mean) / nd.sqrt(var + eps)                      # zero mean, unit variance per channel
+    return scale_shift(X_hat, gamma, beta, shape).astype(dtype, copy=False)
+
+
+def scale_shift(X_hat, gamma, beta, shape):
+    """``gamma * X_hat + beta`` with (C,) vectors reshaped to ``shape``; None means 1 or 0."""
     Y = X_hat
     if gamma is not None:
-        Y = Y * gamma.reshape(shape).astype(X.dtype, copy=False)
+        Y = Y * gamma.reshape(shape).astype(X_hat.dtype, copy=False)
     if beta is not None:
-        Y = Y + beta.reshape(shape).astype(X.dtype, copy=False)
-    return Y.astype(dtype, copy=False)
+        Y = Y + beta.reshape(shape).astype(X_hat.dtype, copy=False)
+    return Y
 
 
 def update_moving_stats(moving_mean, moving_var, mean, var, momentum, var_correction=1.0):

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from mxnet import autograd, nd
 
-from .batch_norm import batch_norm, check_batch_norm, stat_axes, update_moving_stats
+from .batch_norm import batch_norm, check_batch_norm, scale_shift, stat_axes, update_moving_stats
 
 
 @dataclass(frozen=True)
@@ -110,12 +110,7 @@ def batch_renorm(X, gamma, beta, moving_mean, moving_var, *, training, rmax, dma
                             momentum, m / (m - 1) if unbiased_var else 1.0)
 
     X_hat = (X - mean) / sigma_B * r + d
-    Y = X_hat
-    if gamma is not None:
-        Y = Y * gamma.reshape(shape).astype(X.dtype, copy=False)
-    if beta is not None:
-        Y = Y + beta.reshape(shape).astype(X.dtype, copy=False)
-    return Y.astype(dtype, copy=False)
+    return scale_shift(X_hat, gamma, beta, shape).astype(dtype, copy=False)
 
 
 def renorm_correction(mean, var, moving_mean, moving_var, rmax, dmax, eps):

@@ -29,6 +29,7 @@ import numpy as np
 from mxnet import autograd, gluon, nd
 
 import bn_gluon
+from bn_gluon.compare.speed import interleaved
 from bn_gluon.models import NORMS, lenet, named_parameters
 from bn_gluon.optim import make_optimizer
 from common import RESULTS, machine, write_json
@@ -131,24 +132,6 @@ def layer_step(kind, impl, hybrid, shape):
 
 # --- measuring ----------------------------------------------------------------------------------------
 
-def interleaved(steps, rounds, repeats, warmup=2):
-    """name -> seconds per call in each round; every round runs every closure ``repeats[name]`` times."""
-    for step in steps.values():
-        for _ in range(warmup):
-            step()
-    nd.waitall()
-    times = {name: [] for name in steps}
-    names = list(steps)
-    for r in range(rounds):
-        for name in (names if r % 2 == 0 else names[::-1]):
-            tic = time.perf_counter()
-            for _ in range(repeats[name]):
-                steps[name]()
-            nd.waitall()
-            times[name].append((time.perf_counter() - tic) / repeats[name])
-    return times
-
-
 def best_ratio(times, ours, theirs):
     """Median over rounds of (our best time) / (their best time): < 1 means ours is faster."""
     rounds = len(next(iter(times.values())))
@@ -159,7 +142,7 @@ def best_ratio(times, ours, theirs):
 def measure_lenet(batch_size, variants, rounds, steps):
     """Examples/s and GFLOP/s per variant; scratch-fast over gluon examples/s, best modes, and the 'before'."""
     times = interleaved({k: lenet_step(*LENET_VARIANTS[k], batch_size) for k in variants}, rounds,
-                        {k: 1 if LENET_VARIANTS[k][1] == 'reference' else steps for k in variants})
+                        {k: 1 if LENET_VARIANTS[k][1] == 'reference' else steps for k in variants}, warmup=2)
     rows = {k: {'examples_per_s': batch_size / float(np.median(t)),
                 'gflops': batch_size / float(np.median(t)) * MFLOP_PER_EXAMPLE / 1e3} for k, t in times.items()}
     pick = {name: [k for k in variants if k.startswith(name)] for name in ('gluon', 'scratch fast', 'scratch ref')}
@@ -182,7 +165,7 @@ def measure_layer(shape, rounds):
     """ms per forward + backward of each layer variant; scratch-fast over gluon time, best modes."""
     ms = 1e3 * np.prod(shape) / 3e6  # rough cost per call on this machine, to repeat calls to ~30 ms
     repeats = {k: max(1, int(30 / (ms * (10 if v[1] == 'reference' else 2)))) for k, v in LAYER_VARIANTS.items()}
-    times = interleaved({k: layer_step(*v, shape) for k, v in LAYER_VARIANTS.items()}, rounds, repeats)
+    times = interleaved({k: layer_step(*v, shape) for k, v in LAYER_VARIANTS.items()}, rounds, repeats, warmup=2)
     fast = [k for k in LAYER_VARIANTS if k.startswith('scratch fast')]
     gluon_rows = [k for k in LAYER_VARIANTS if k.startswith('gluon')]
     return {'ms': {k: 1e3 * float(np.median(t)) for k, t in times.items()},

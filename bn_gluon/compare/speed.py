@@ -61,20 +61,26 @@ def net_step(norm, batch_size, hybridize, ctx, lr=0.01):
     return step
 
 
-def interleaved(variants, rounds, repeats):
-    """name -> list of seconds per call, one entry per round; all variants run in every round."""
+def interleaved(variants, rounds, repeats, warmup=1):
+    """name -> list of seconds per call, one entry per round; all variants run in every round.
+
+    ``repeats``: calls per round, one number for all variants or a dict name -> number (a slow variant
+    needs fewer calls to be timed as well as a fast one).
+    """
+    counts = repeats if isinstance(repeats, dict) else dict.fromkeys(variants, repeats)
     for step in variants.values():                                 # warm up: graphs built, memory taken
-        step()
+        for _ in range(warmup):
+            step()
     nd.waitall()
     times = {name: [] for name in variants}
     names = list(variants)
     for r in range(rounds):
         for name in (names if r % 2 == 0 else names[::-1]):
             tic = time.perf_counter()
-            for _ in range(repeats):
+            for _ in range(counts[name]):
                 variants[name]()
             nd.waitall()                                           # the only read: the work is done
-            times[name].append((time.perf_counter() - tic) / repeats)
+            times[name].append((time.perf_counter() - tic) / counts[name])
     return times
 
 

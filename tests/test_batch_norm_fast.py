@@ -239,6 +239,43 @@ def test_layers_of_one_shape_keep_their_own_saved_statistics(hybridize):
         np.testing.assert_allclose(a, b, **TOL['float32'])
 
 
+@pytest.mark.parametrize('hybridize', [False, True])
+def test_what_a_training_step_keeps_is_reused_by_the_next(hybridize):
+    """The array kept for backward returns to the pool once backward is done, and no sooner."""
+    from bn_gluon.functional.batch_norm_fast import _POOL
+    net = layer('fast', hybridize, 'float32', 3, np.random.RandomState(11))
+    X = nd.array(np.random.RandomState(12).normal(size=(6, 3, 5, 7)))
+
+    def kept():
+        return {id(a) for entries in _POOL._entries.values() for a, *_ in entries if a.shape == (1, 18, 35)}
+    seen = []
+    for step in range(3):
+        with autograd.record():
+            Y = net(X) + net(X)  # two forwards waiting for their backwards
+        nd.waitall()  # a hybridized forward runs on another thread
+        seen.append(kept())
+        Y.backward()
+        nd.waitall()
+    assert len(seen[0]) == 2 and seen[0] == seen[1] == seen[2] == kept()
+
+
+@pytest.mark.parametrize('hybridize', [False, True])
+def test_a_second_backward_through_one_graph_matches_the_reference(hybridize):
+    """retain_graph=True: the second backward reads again what the forward kept, and accumulates."""
+    x = np.random.RandomState(14).normal(size=(6, 3, 4, 4))
+    grads = {}
+    for impl in ('fast', 'reference'):
+        net = layer(impl, hybridize and impl == 'fast', 'float32', 3, np.random.RandomState(13))
+        X = nd.array(x)
+        X.attach_grad(grad_req='add')
+        with autograd.record():
+            Y = (net(X) ** 2).sum()
+        Y.backward(retain_graph=True)
+        Y.backward()
+        grads[impl] = X.grad.asnumpy()
+    np.testing.assert_allclose(grads['fast'], grads['reference'], **TOL['float32'])
+
+
 def test_unknown_impl_is_refused():
     with pytest.raises(ValueError, match="impl must be one of"):
         bn_gluon.BatchNorm(impl='fused')

@@ -15,8 +15,9 @@ copying X once, (256, 20, 24, 24) on 2 shared cores):
    and the whole layer is one autograd node.
 5. Each pass's dozen small ``nd`` calls run as one compiled graph (``mx.nd.CachedOp``, built once per
    shape): a Python call into MXNet costs tens of microseconds.
-6. Big arrays are never reshaped inside a graph (that copies them); writing into fresh memory costs
-   more than rewriting used memory (page faults), so a caller may hand back the arrays of its last call.
+6. Big arrays are never reshaped inside a graph (that copies them). Writing into fresh memory costs
+   several times more than rewriting memory already written (page faults), so what the forward keeps
+   for backward comes from a pool of arrays, handed out again once nothing holds them.
 
 The math is written once against ``F`` (``mxnet.nd`` or ``mxnet.sym``), as in a HybridBlock's
 ``hybrid_forward``, on a view of ``X`` seen as ``(P, C, S)`` (P: the axes before the channel axis,
@@ -153,6 +154,55 @@ def _backward(F, dY, Xc, stats, *, L, batch_stats):
     return _affine(F, dY, A, None, L), dgamma, dbeta, dmean, dvar
 
 
+# --- kept arrays, reused -------------------------------------------------------------------------------
+
+class _Pool:
+    """Arrays by (shape, context, dtype), each handed out again once its holder is done with it.
+
+    A hybridized graph makes a new operator, and so a new forward, for every call: without the pool each
+    call would write its ``Xc`` into fresh memory, at about one page fault per 4 KiB. :meth:`take` gives a
+    ticket for an array; the array is free again after :meth:`give_back` (backward is done with it: MXNet
+    frees operators and Functions only through Python's cycle collector, much later) or once nothing
+    but the pool refers to it. :meth:`intact` tells whether the array still holds what its ticket's
+    holder wrote (a second backward through one graph, ``retain_graph=True``, reads it again). The engine
+    orders any new write after the pending reads of the array's last use.
+    """
+    MAX_KEYS = 16  # shapes kept; older ones are dropped (their arrays live on while still held)
+
+    def __init__(self):
+        self._entries, self._lock = OrderedDict(), threading.Lock()   # key -> [[array, handouts, free]]
+
+    def take(self, shape, ctx, dtype):
+        """``(array, ticket)``: an array of that shape nobody else is using."""
+        key = (tuple(shape), ctx, np.dtype(dtype).name)
+        with self._lock:
+            entries = self._entries.setdefault(key, [])
+            self._entries.move_to_end(key)
+            # Free: given back, or referred to only by its entry (the entry and getrefcount's argument).
+            entry = next((e for e in entries if e[2] or sys.getrefcount(e[0]) <= 2), None)
+            if entry is None:
+                entry = [nd.empty(key[0], ctx, dtype), 0, False]
+                entries.append(entry)
+            entry[1] += 1
+            entry[2] = False
+            while len(self._entries) > self.MAX_KEYS:
+                self._entries.popitem(last=False)
+            return entry[0], (entry, entry[1])
+
+    def give_back(self, ticket):
+        entry, handout = ticket
+        with self._lock:
+            if entry[1] == handout:
+                entry[2] = True
+
+    def intact(self, ticket):
+        entry, handout = ticket
+        return entry[1] == handout
+
+
+_POOL = _Pool()
+
+
 # --- compiled once per shape ------------------------------------------------------------------------
 
 _GRAPHS = OrderedDict()   # (function, inputs given, static arguments, thread) -> (CachedOp, input order)
@@ -161,6 +211,9 @@ _MAX_GRAPHS = 64          # keep the recent ones
 
 def _run(fn, inputs, out, **static):
     """``fn(nd, **inputs, **static)`` as one call into MXNet, compiled into an ``mx.nd.CachedOp`` on first use.
+
+    The graph keeps its intermediate arrays from call to call (``static_alloc``): fresh ones would cost
+    page faults each time.
 
     ``inputs`` maps ``fn``'s array arguments to NDArrays (None: not given); ``static`` holds the rest
     (layout, eps, ...), so there is one graph per shape, dtype and setting. The outputs are written into
@@ -173,7 +226,8 @@ def _run(fn, inputs, out, **static):
     else:
         outputs = fn(sym, **{k: sym.var(k) if k in given else None for k in inputs}, **static)
         graph = sym.Group(list(outputs)) if isinstance(outputs, tuple) else outputs
-        _GRAPHS[key] = nd.CachedOp(graph), graph.list_inputs()
+        flags = [('static_alloc', True), ('static_shape', True)]
+        _GRAPHS[key] = nd.CachedOp(graph, flags=flags), graph.list_inputs()
         if len(_GRAPHS) > _MAX_GRAPHS:
             _GRAPHS.popitem(last=False)
     op, order = _GRAPHS[key]
@@ -181,14 +235,12 @@ def _run(fn, inputs, out, **static):
 
 
 def forward(X, gamma, beta, moving_mean, moving_var, *, training, momentum, eps, axis, unbiased_var,
-            for_backward=True, out=None, reuse=None):
+            for_backward=True, out=None):
     """Normalize ``X``; return ``(Y, saved)``, ``saved`` being what :func:`backward` needs (or None).
 
     In training the running statistics are updated in place (MXNet convention:
     ``running = momentum * running + (1 - momentum) * batch``). Arguments as in ``batch_norm``, already
     checked; ``X``, ``gamma`` and ``beta`` share one floating-point dtype. ``out``: where to write Y.
-    ``reuse``: a ``saved`` of an earlier call on the same shape whose arrays may be overwritten (writing
-    into fresh memory costs several times more than rewriting used memory: page faults).
     """
     L = layout(X, axis)
     X = view(X, L)  # free here; a reshape inside a compiled graph may copy
@@ -196,11 +248,8 @@ def forward(X, gamma, beta, moving_mean, moving_var, *, training, momentum, eps,
     arrays = dict(X=X, gamma=gamma, beta=beta, moving_mean=moving_mean, moving_var=moving_var)
     saved = None
     if training or for_backward:
-        if reuse is not None and reuse[0] == L:
-            Xc, stats = reuse[2:]
-        else:
-            Xc, stats = nd.empty(X.shape, X.context, X.dtype), nd.empty((3, L.C), X.context, X.dtype)
-        saved = (L, training, Xc, stats)
+        (Xc, t1), (stats, t2) = (_POOL.take(shape, X.context, X.dtype) for shape in (X.shape, (3, L.C)))
+        saved = (L, training, Xc, stats, (t1, t2))
     if training:
         m = L.P * L.S
         _run(_train_forward, arrays, [Y, Xc, stats, moving_mean, moving_var], L=L, eps=eps,
@@ -223,12 +272,18 @@ def backward(dY, saved, out=None):
     backward reads an input that is then updated in place (a parameter, by the optimizer) hangs MXNet
     1.9's engine (apache/mxnet#15844).
     """
-    L, batch_stats, Xc, stats = saved
+    L, batch_stats, Xc, stats, tickets = saved
+    if not all(_POOL.intact(t) for t in tickets):
+        raise RuntimeError('batch_norm(impl="fast"): what this forward kept for backward was given to a later '
+                           'forward after its backward; a second backward (retain_graph=True) must come '
+                           'before the next forward of the same shape.')
     dY = view(dY, L).as_in_context(Xc.context)  # autograd may hand a Function its dY on the default device
     ctx, C = dY.context, (L.C,)
     out = [nd.empty(dY.shape, ctx, L.dtype)] if out is None else [view(out[0], L)] + list(out[1:3])
     out += [nd.empty(C, ctx, L.dtype) for _ in range((3 if batch_stats else 5) - len(out))]
     _run(_backward, dict(dY=dY, Xc=Xc, stats=stats), out, L=L, batch_stats=batch_stats)
+    for t in tickets:  # the engine runs later writes to these arrays after the reads just queued
+        _POOL.give_back(t)
     return (out[0].reshape(L.shape),) + tuple(out[1:])
 
 

@@ -40,7 +40,7 @@ class _BatchNormOp(mx.operator.CustomOp):
     # --- fast: one compiled graph each way, results written in place -----------------------------
 
     def _fast_forward(self, req, in_data, out_data, aux, for_backward=None):
-        """Y into out_data[0]; in training also what backward needs, in this op's arrays of the last call.
+        """Y into out_data[0]; in training also what backward needs.
 
         In inference nothing is kept: a backward then (rare: frozen statistics under autograd) runs
         this again with ``for_backward=True``.
@@ -52,7 +52,7 @@ class _BatchNormOp(mx.operator.CustomOp):
             Xf, gamma if self.scale else None, beta if self.center else None, aux[0], aux[1],
             training=self.training, momentum=self.momentum, eps=self.eps, axis=self.axis,
             unbiased_var=self.unbiased_var, for_backward=self.training if for_backward is None else for_backward,
-            out=out_data[0] if direct else None, reuse=self.saved)
+            out=out_data[0] if direct else None)
         if not direct:
             self.assign(out_data[0], req[0], Y.astype(X.dtype, copy=False))
 

@@ -13,9 +13,11 @@ copying X once, (256, 20, 24, 24) on 2 shared cores):
    the standard deviation; shifted, only as many as ``(K - mean)^2 / var`` is large.
 4. The gradient is the closed form (two sums, one pass for dX) instead of autograd through broadcasts,
    and the whole layer is one autograd node.
-5. Each pass's dozen small ``nd`` calls run as one compiled graph (``mx.nd.CachedOp``, built once per
+5. A per-channel ``scale * z + shift`` is one 1x1 convolution with a group per row where MKL-DNN runs it,
+   instead of a broadcast multiply and a broadcast add.
+6. Each pass's dozen small ``nd`` calls run as one compiled graph (``mx.nd.CachedOp``, built once per
    shape): a Python call into MXNet costs tens of microseconds.
-6. Big arrays are never reshaped inside a graph (that copies them). Writing into fresh memory costs
+7. Big arrays are never reshaped inside a graph (that copies them). Writing into fresh memory costs
    several times more than rewriting memory already written (page faults), so what the forward keeps
    for backward comes from a pool of arrays, handed out again once nothing holds them.
 
@@ -28,9 +30,11 @@ import threading
 from collections import OrderedDict, namedtuple
 
 import numpy as np
-from mxnet import autograd, nd, sym
+from mxnet import autograd, nd, runtime, sym
 
-Layout = namedtuple('Layout', 'shape P C S dtype view')  # X.shape seen as (P, C, S); math dtype; rows view
+# X.shape seen as (P, C, S); math dtype; rows view; whether a per-channel scale runs as a convolution
+Layout = namedtuple('Layout', 'shape P C S dtype view conv')
+_MKLDNN = runtime.Features().is_enabled('MKLDNN')
 
 
 def layout(X, axis):
@@ -40,9 +44,10 @@ def layout(X, axis):
     1-D pooling and column broadcasts all accept as it is (a reshape inside a compiled graph copies), or
     on ``(P, C)`` when S == 1.
     """
-    shape, axis = X.shape, axis % X.ndim
+    shape, axis, dtype = X.shape, axis % X.ndim, np.dtype(X.dtype).name
     P, C, S = int(np.prod(shape[:axis])), shape[axis], int(np.prod(shape[axis + 1:]))
-    return Layout(shape, P, C, S, np.dtype(X.dtype).name, (1, P * C, S) if S > 1 else (P, C))
+    conv = S > 1 and dtype == 'float32' and _MKLDNN and X.context.device_type == 'cpu'
+    return Layout(shape, P, C, S, dtype, (1, P * C, S) if S > 1 else (P, C), conv)
 
 
 def view(X, L):
@@ -83,8 +88,16 @@ def _per_row(F, v, L):
 def _affine(F, Z, scale, shift, L):
     """``Z * scale + shift`` per channel of a rows view (None: no scale, no shift).
 
-    Broadcasting a column over the rows runs faster (~1.5x) than (1, C, 1, 1) over (N, C, H, W).
+    On a CPU with MKL-DNN (``L.conv``) a scale and shift take one pass, a 1x1 convolution with one group
+    per row, where broadcast_mul then broadcast_add take two (~2x faster on (128, 20, 24, 24)). Otherwise
+    a column broadcast over the rows, faster (~1.5x) than (1, C, 1, 1) over (N, C, H, W).
     """
+    if scale is not None and L.conv:
+        R = L.P * L.C
+        w, kw = _per_row(F, scale, L).reshape((R, 1, 1)), dict(kernel=(1,), num_filter=R, num_group=R)
+        if shift is None:
+            return F.Convolution(Z, w, no_bias=True, **kw)
+        return F.Convolution(Z, w, _per_row(F, shift, L).reshape((R,)), **kw)
     if scale is not None:
         Z = F.broadcast_mul(Z, _per_row(F, scale, L))
     if shift is not None:

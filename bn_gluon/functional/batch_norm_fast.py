@@ -32,8 +32,9 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 from mxnet import autograd, nd, runtime, sym
 
-# X.shape seen as (P, C, S); math dtype; rows view; whether a per-channel scale runs as a convolution
-Layout = namedtuple('Layout', 'shape P C S dtype view conv')
+# X.shape seen as (P, C, S); math dtype; device; rows view; whether a per-channel scale runs as a convolution
+Layout = namedtuple('Layout', 'shape P C S dtype ctx view conv')
+_LAYOUTS = {}  # (shape, axis, dtype, context) -> Layout: computing one costs more than the rest of a call
 _MKLDNN = runtime.Features().is_enabled('MKLDNN')
 
 
@@ -44,10 +45,16 @@ def layout(X, axis):
     1-D pooling and column broadcasts all accept as it is (a reshape inside a compiled graph copies), or
     on ``(P, C)`` when S == 1.
     """
-    shape, axis, dtype = X.shape, axis % X.ndim, np.dtype(X.dtype).name
-    P, C, S = int(np.prod(shape[:axis])), shape[axis], int(np.prod(shape[axis + 1:]))
-    conv = S > 1 and dtype == 'float32' and _MKLDNN and X.context.device_type == 'cpu'
-    return Layout(shape, P, C, S, dtype, (1, P * C, S) if S > 1 else (P, C), conv)
+    key = (X.shape, axis, X.dtype, X.context)
+    if key not in _LAYOUTS:
+        shape, ctx, dtype = key[0], key[3], np.dtype(key[2]).name
+        axis = axis % len(shape)
+        P, C, S = int(np.prod(shape[:axis])), shape[axis], int(np.prod(shape[axis + 1:]))
+        conv = S > 1 and dtype == 'float32' and _MKLDNN and ctx.device_type == 'cpu'
+        if len(_LAYOUTS) > 256:
+            _LAYOUTS.clear()
+        _LAYOUTS[key] = Layout(shape, P, C, S, dtype, ctx, (1, P * C, S) if S > 1 else (P, C), conv)
+    return _LAYOUTS[key]
 
 
 def view(X, L):
@@ -257,11 +264,11 @@ def forward(X, gamma, beta, moving_mean, moving_var, *, training, momentum, eps,
     """
     L = layout(X, axis)
     X = view(X, L)  # free here; a reshape inside a compiled graph may copy
-    Y = nd.empty(X.shape, X.context, X.dtype) if out is None else view(out, L)
+    Y = nd.empty(L.view, L.ctx, L.dtype) if out is None else view(out, L)
     arrays = dict(X=X, gamma=gamma, beta=beta, moving_mean=moving_mean, moving_var=moving_var)
     saved = None
     if training or for_backward:
-        (Xc, t1), (stats, t2) = (_POOL.take(shape, X.context, X.dtype) for shape in (X.shape, (3, L.C)))
+        (Xc, t1), (stats, t2) = (_POOL.take(shape, L.ctx, L.dtype) for shape in (L.view, (3, L.C)))
         saved = (L, training, Xc, stats, (t1, t2))
     if training:
         m = L.P * L.S
@@ -272,7 +279,7 @@ def forward(X, gamma, beta, moving_mean, moving_var, *, training, momentum, eps,
         _run(_eval_forward, arrays, [Y, Xc, stats], L=L, eps=eps, for_backward=True)
     else:
         _run(_eval_forward, arrays, [Y], L=L, eps=eps, for_backward=False)
-    return Y.reshape(L.shape), saved
+    return (Y.reshape(L.shape) if out is None else out), saved
 
 
 def backward(dY, saved, out=None):
@@ -290,14 +297,14 @@ def backward(dY, saved, out=None):
         raise RuntimeError('batch_norm(impl="fast"): what this forward kept for backward was given to a later '
                            'forward after its backward; a second backward (retain_graph=True) must come '
                            'before the next forward of the same shape.')
-    dY = view(dY, L).as_in_context(Xc.context)  # autograd may hand a Function its dY on the default device
-    ctx, C = dY.context, (L.C,)
-    out = [nd.empty(dY.shape, ctx, L.dtype)] if out is None else [view(out[0], L)] + list(out[1:3])
-    out += [nd.empty(C, ctx, L.dtype) for _ in range((3 if batch_stats else 5) - len(out))]
+    dY = view(dY, L).as_in_context(L.ctx)  # autograd may hand a Function its dY on the default device
+    given = out
+    out = [nd.empty(L.view, L.ctx, L.dtype)] if out is None else [view(out[0], L)] + list(out[1:3])
+    out += [nd.empty((L.C,), L.ctx, L.dtype) for _ in range((3 if batch_stats else 5) - len(out))]
     _run(_backward, dict(dY=dY, Xc=Xc, stats=stats), out, L=L, batch_stats=batch_stats)
     for t in tickets:  # the engine runs later writes to these arrays after the reads just queued
         _POOL.give_back(t)
-    return (out[0].reshape(L.shape),) + tuple(out[1:])
+    return (out[0].reshape(L.shape) if given is None else given[0],) + tuple(out[1:])
 
 
 class _Function(autograd.Function):

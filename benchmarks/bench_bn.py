@@ -108,7 +108,6 @@ LAYER_VARIANTS = {
     'gluon hybridized': ('gluon', None, True),
     'gluon imperative': ('gluon', None, False),
     'scratch fast hybridized': ('scratch', 'fast', True),
-    'scratch fast imperative': ('scratch', 'fast', False),
     'scratch reference imperative': ('scratch', 'reference', False),
 }
 

@@ -12,7 +12,7 @@ import bn_gluon
 from bn_gluon.functional import batch_norm
 from test_batch_norm import _finite_difference
 
-SHAPES = [(16, 5), (3, 4, 7), (4, 3, 5, 6)]
+SHAPES = [(16, 5), (3, 4, 7), (4, 3, 5, 6), (3, 2, 16, 8)]  # the last: rows of 128, a convolution scales them
 TOL = {'float32': dict(rtol=1e-4, atol=1e-5), 'float64': dict(rtol=1e-10, atol=1e-12)}
 
 
@@ -198,7 +198,7 @@ def layer_steps(net, xs, dYs, dtype, train=True):
     return out
 
 
-@pytest.mark.parametrize('shape', [(16, 5), (4, 3, 5, 6)])
+@pytest.mark.parametrize('shape', [(16, 5), (4, 3, 5, 6), (2, 3, 16, 8)])
 @pytest.mark.parametrize('dtype', ['float32', 'float64'])
 @pytest.mark.parametrize('hybridize', [False, True])
 @pytest.mark.parametrize('offset', [3.0, 1e4])

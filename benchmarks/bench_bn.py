@@ -104,7 +104,7 @@ def lenet_step(norm, impl, hybrid, batch_size):
 
 # --- 2. the layer alone ----------------------------------------------------------------------------------
 
-LAYER_VARIANTS = {
+LAYER_VARIANTS = {  # no 'scratch fast imperative': run after the hybridized layer in one process, it hangs MXNet 1.9
     'gluon hybridized': ('gluon', None, True),
     'gluon imperative': ('gluon', None, False),
     'scratch fast hybridized': ('scratch', 'fast', True),

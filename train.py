@@ -11,6 +11,7 @@ from bn_gluon.config import TrainConfig
 from bn_gluon.data import DataError, DataNotFoundError
 from bn_gluon.engine import NonFiniteLossError, TrainingInterrupted
 from bn_gluon.experiment import evaluate_checkpoint, resolve_config, train
+from bn_gluon.memory import keep_freed_memory
 
 
 def build_parser():
@@ -34,6 +35,7 @@ def build_parser():
 
 
 def main(argv=None):
+    keep_freed_memory()  # MXNet's fresh arrays would page-fault on every step (see bn_gluon.memory)
     parser = build_parser()
     explicit = vars(parser.parse_args(argv))          # only the flags given: resuming needs to know which
     try:

@@ -6,7 +6,10 @@ import sys
 
 import mxnet as mx
 
+from bn_gluon.memory import keep_freed_memory
+
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results')
+KEPT_FREED_MEMORY = keep_freed_memory()  # every benchmark runs with the allocator settings of train.py
 
 
 def add_data_and_out(parser, result_file):
@@ -22,7 +25,8 @@ def machine():
     """
     return {'platform': platform.platform(), 'python': sys.version.split()[0], 'mxnet': mx.__version__,
             'cpus': os.cpu_count(), 'omp_num_threads': os.environ.get('OMP_NUM_THREADS'),
-            'mkldnn': os.environ.get('MXNET_MKLDNN_ENABLED', '1') != '0', 'load_average': os.getloadavg()}
+            'mkldnn': os.environ.get('MXNET_MKLDNN_ENABLED', '1') != '0', 'load_average': os.getloadavg(),
+            'freed_memory_kept': KEPT_FREED_MEMORY}
 
 
 def write_json(result, path):

@@ -67,14 +67,14 @@ def view(X, L):
 
 def _mean_over_P(F, rows, L):
     """One value per (sample, channel) -> (C,): the mean over samples, a matrix-vector product."""
-    return F.dot(F.ones((L.P,), dtype=L.dtype) / L.P, rows.reshape((L.P, L.C)))
+    return F.dot(F.full((L.P,), 1.0 / L.P, dtype=L.dtype), rows.reshape((L.P, L.C)))
 
 
 def _channel_mean(F, Z, L):
     """Per-channel mean of a rows view: row means as matrix-vector products, then the mean over samples."""
     if L.S == 1:
         return _mean_over_P(F, Z, L)
-    ones = F.ones((1, L.S), dtype=L.dtype) / L.S
+    ones = F.full((1, L.S), 1.0 / L.S, dtype=L.dtype)
     return _mean_over_P(F, F.FullyConnected(Z, ones, no_bias=True, num_hidden=1, flatten=False), L)
 
 

@@ -189,22 +189,28 @@ class _Pool:
     but the pool refers to it. :meth:`intact` tells whether the array still holds what its ticket's
     holder wrote (a second backward through one graph, ``retain_graph=True``, reads it again). The engine
     orders any new write after the pending reads of the array's last use.
+
+    Arrays are kept per thread: one is handed out again only to the thread that took it before (a
+    hybridized net's custom operators run on MXNet's threads, imperative calls on the caller's). Handed
+    across, an array written and read by operators the main thread had queued, then written by a custom
+    operator, deadlocked MXNet 1.9's engine (a hybridized layer's step, then :func:`forward` and
+    :func:`backward` called directly, without waiting in between).
     """
-    MAX_KEYS = 16  # shapes kept; older ones are dropped (their arrays live on while still held)
+    MAX_KEYS = 64  # (thread, shape, ...) kept; older ones are dropped (their arrays live on while still held)
 
     def __init__(self):
         self._entries, self._lock = OrderedDict(), threading.Lock()   # key -> [[array, handouts, free]]
 
     def take(self, shape, ctx, dtype):
         """``(array, ticket)``: an array of that shape nobody else is using."""
-        key = (tuple(shape), ctx, np.dtype(dtype).name)
+        key = (threading.get_ident(), tuple(shape), ctx, np.dtype(dtype).name)
         with self._lock:
             entries = self._entries.setdefault(key, [])
             self._entries.move_to_end(key)
             # Free: given back, or referred to only by its entry (the entry and getrefcount's argument).
             entry = next((e for e in entries if e[2] or sys.getrefcount(e[0]) <= 2), None)
             if entry is None:
-                entry = [nd.empty(key[0], ctx, dtype), 0, False]
+                entry = [nd.empty(shape, ctx, dtype), 0, False]
                 entries.append(entry)
             entry[1] += 1
             entry[2] = False

@@ -6,7 +6,9 @@
    rows), at each batch size. Beside it the achieved GFLOP/s (a training example costs about 8.1 MFLOP)
    and what ``nd.dot`` reaches on 2048x2048 float32 in the same run.
 2. The layer alone, forward + backward under ``autograd.record()``, on the LeNet's shapes (N, 20, 24, 24),
-   (N, 50, 10, 10) and a dense (N, 128): ``bn_gluon.BatchNorm`` against ``gluon.nn.BatchNorm``.
+   (N, 50, 10, 10) and a dense (N, 128): ``bn_gluon.BatchNorm`` against ``gluon.nn.BatchNorm``; beside them
+   the fast path's kernels alone (its forward and backward called directly), to tell what the kernels cost
+   from what the custom operator adds.
 3. Threading settings (``OMP_NUM_THREADS``, ``MXNET_CPU_WORKER_NTHREADS``): they must be set before
    MXNet starts, so each runs the LeNet step in a fresh process, the settings taking turns.
 
@@ -30,6 +32,7 @@ from mxnet import autograd, gluon, nd
 
 import bn_gluon
 from bn_gluon.compare.speed import interleaved
+from bn_gluon.functional import batch_norm_fast
 from bn_gluon.models import NORMS, lenet, named_parameters
 from bn_gluon.optim import make_optimizer
 from common import RESULTS, machine, write_json
@@ -109,23 +112,41 @@ LAYER_VARIANTS = {  # no 'scratch fast imperative': run after the hybridized lay
     'gluon imperative': ('gluon', None, False),
     'scratch fast hybridized': ('scratch', 'fast', True),
     'scratch reference imperative': ('scratch', 'reference', False),
+    # The fast path's forward and backward called directly: its kernels without the custom operator
+    # (whose Python runs while the engine waits) and without autograd; not a layer, so not among the ratios.
+    'fast kernels alone': ('kernels', 'fast', False),
 }
 
 
 def layer_step(kind, impl, hybrid, shape):
     """A closure running forward + backward of one BN layer in training mode on a fixed input."""
+    rng = np.random.RandomState(0)
+    X, dY = nd.array(rng.normal(1.0, 2.0, shape)), nd.array(rng.normal(size=shape))
+    if kind == 'kernels':
+        return kernels_step(X, dY)
     layer = gluon.nn.BatchNorm() if kind == 'gluon' else bn_gluon.BatchNorm(impl=impl)
     layer.initialize()
     if hybrid:
         hybridize(layer)
-    rng = np.random.RandomState(0)
-    X, dY = nd.array(rng.normal(1.0, 2.0, shape)), nd.array(rng.normal(size=shape))
     X.attach_grad()
 
     def step():
         with autograd.record():
             Y = layer(X)
         Y.backward(dY)
+    return step
+
+
+def kernels_step(X, dY):
+    """``batch_norm_fast.forward`` and ``backward`` on ``X`` and ``dY``, writing into arrays made once."""
+    C = X.shape[1]
+    gamma, beta, moving_mean, moving_var = nd.ones(C), nd.zeros(C), nd.zeros(C), nd.ones(C)
+    Y, grads = nd.empty(X.shape), [nd.empty(X.shape), nd.empty(C), nd.empty(C)]
+
+    def step():
+        _, saved = batch_norm_fast.forward(X, gamma, beta, moving_mean, moving_var, training=True, momentum=0.9,
+                                           eps=1e-5, axis=1, unbiased_var=False, out=Y)
+        batch_norm_fast.backward(dY, saved, out=grads)
     return step
 
 
@@ -169,7 +190,8 @@ def measure_layer(shape, rounds):
     gluon_rows = [k for k in LAYER_VARIANTS if k.startswith('gluon')]
     return {'ms': {k: 1e3 * float(np.median(t)) for k, t in times.items()},
             'scratch_fast_over_gluon_time': best_ratio(times, fast, gluon_rows),
-            'scratch_reference_over_gluon_time': best_ratio(times, ['scratch reference imperative'], gluon_rows)}
+            'scratch_reference_over_gluon_time': best_ratio(times, ['scratch reference imperative'], gluon_rows),
+            'fast_kernels_alone_over_gluon_time': best_ratio(times, ['fast kernels alone'], gluon_rows)}
 
 
 # --- 3. threading settings, each in its own process ------------------------------------------------------
@@ -225,6 +247,8 @@ def main(argv=None):
             print(f"  {'scratch fast / gluon time (best modes)':42s} {res['scratch_fast_over_gluon_time']:6.2f}x")
             print(f"  {'scratch reference / gluon time (best modes)':42s} "
                   f"{res['scratch_reference_over_gluon_time']:6.2f}x")
+            print(f"  {'fast kernels alone / gluon time (best mode)':42s} "
+                  f"{res['fast_kernels_alone_over_gluon_time']:6.2f}x")
     if 'threads' in args.parts:
         N = args.batch_sizes[0]
         result['threads'] = {N: measure_threads(N, rounds=2, steps=2)}

@@ -4,6 +4,9 @@ The reference path reads like the paper and is differentiated by autograd; the f
 same numbers with other kernels and a hand-derived gradient. Both run on the same inputs here, in
 2-D, 3-D and 4-D, float32 and float64, training and inference, imperative and hybridized.
 """
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from mxnet import autograd, gluon, nd
@@ -379,6 +382,4 @@ def test_the_fast_functions_right_after_a_hybridized_layer_finish():
     """The pool keeps arrays per thread: one array written and read on the main thread and then taken by the
     hybridized layer's custom operator (another thread) deadlocked MXNet's engine. In a fresh process, with
     a time limit far above the second it takes, so that a hang fails instead of stalling the run."""
-    import subprocess
-    import sys
     subprocess.run([sys.executable, '-c', AFTER_HYBRIDIZED], check=True, timeout=300)

@@ -180,7 +180,7 @@ def _backward(F, dY, Xc, stats, *, L, batch_stats):
 # --- kept arrays, reused -------------------------------------------------------------------------------
 
 class _Pool:
-    """Arrays by (shape, context, dtype), each handed out again once its holder is done with it.
+    """Arrays by (thread, shape, context, dtype), each handed out again once its holder is done with it.
 
     A hybridized graph makes a new operator, and so a new forward, for every call: without the pool each
     call would write its ``Xc`` into fresh memory, at about one page fault per 4 KiB. :meth:`take` gives a

@@ -77,6 +77,16 @@ def _browser_or_skip():
 BROWSER_UI = ('chrome://', 'chrome-untrusted://')
 
 
+def _open(browser, url):
+    """Load url and wait until the whole page is parsed: ChromeDriver's get() can return while a large
+    page is still loading (document.readyState 'loading', half its images not in the DOM yet)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(url)
+    WebDriverWait(browser, 60, poll_frequency=0.05).until(
+        lambda b: b.execute_script('return document.readyState') == 'complete', f'{url} still loading after 60 s')
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
@@ -126,7 +136,7 @@ def visit(browser, server):
     def load(page):
         if page not in reports:
             browser.get_log('browser'), browser.get_log('performance')  # drop what earlier pages left
-            browser.get(server + page)
+            _open(browser, server + page)
             report = browser.execute_script(PAGE_REPORT_JS)
             report['severe'] = [e['message'] for e in browser.get_log('browser') if e['level'] == 'SEVERE']
             events = [json.loads(e['message'])['message'] for e in browser.get_log('performance')]
@@ -227,9 +237,9 @@ def test_every_internal_link_resolves(visit, server):
 
 def test_screenshots_of_the_index_and_a_lesson(browser, server):
     ARTIFACTS.mkdir(exist_ok=True)
-    browser.get(server + 'index.html')
+    _open(browser, server + 'index.html')
     browser.save_screenshot(str(ARTIFACTS / 'site-index.png'))
-    browser.get(server + PAGES[1])
+    _open(browser, server + PAGES[1])
     browser.execute_script("document.querySelector('math[display=block]')?.scrollIntoView({block: 'center'})")
     browser.save_screenshot(str(ARTIFACTS / 'site-lesson.png'))
     for name in ('site-index.png', 'site-lesson.png'):

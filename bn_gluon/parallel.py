@@ -16,7 +16,7 @@ holds the same numbers. With SyncBatchNorm they are equal on all devices of a pr
 import mxnet as mx
 from mxnet import autograd, nd
 
-from .layers._lockstep import lockstep
+from .device_turns import lockstep
 from .optim import SGD, sgd_update, trainable
 
 KVSTORES = ('local', 'device', 'dist_sync', 'dist_device_sync')

@@ -8,7 +8,7 @@ from mxnet import autograd, nd
 
 from ..functional.sync_batch_norm import combine_moments, local_moments, normalize
 from ..functional.batch_norm import update_moving_stats
-from . import _lockstep
+from .. import device_turns as _lockstep
 from .batch_norm import BatchNorm
 
 

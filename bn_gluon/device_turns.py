@@ -1,4 +1,4 @@
-"""Run one function per device in lockstep threads, so the devices can exchange values mid-call.
+"""Device threads taking turns: one function per device, run in lockstep so the devices can exchange values.
 
 A data-parallel step calls the net once per device. Synchronized batch norm needs every device's
 partial sums before any device can normalize, which a plain loop ``[net(x) for x in xs]`` cannot give:

@@ -20,7 +20,7 @@ import mxnet as mx
 from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
 
-from .functional import RenormSchedule, batch_norm
+from .functional import RenormSchedule, batch_norm, fast
 from .layers import LRN, BatchNorm, GroupNorm, InstanceNorm, SyncBatchNorm
 
 # The paper's renorm schedule (5k steps of plain BN, rmax 3 by 40k, dmax 5 by 25k) shrunk to our runs,
@@ -232,10 +232,11 @@ def is_running_stat(name):
     return name.rsplit('.', 1)[1] in RUNNING_STATS
 
 
-def raw_lenet_forward(params, X, training, momentum=0.9, eps=1e-5, impl='fast'):
+def raw_lenet_forward(params, X, training, momentum=0.9, eps=1e-5, impl='reference'):
     """The same network as :class:`LeNet` in plain nd calls; moving statistics updated when ``training``.
 
-    ``impl='reference'`` normalizes with the article's formula as written (see ``functional.batch_norm``).
+    ``impl='reference'`` normalizes with the article's formula as written (``functional.batch_norm``);
+    ``impl='fast'`` with the same numbers through ``functional.fast.batch_norm``.
     """
     P = params
     H = nd.Convolution(X, P['conv1.weight'], P['conv1.bias'], kernel=(5, 5), num_filter=20)  # -> (N, 20, 24, 24)
@@ -253,8 +254,9 @@ def raw_lenet_forward(params, X, training, momentum=0.9, eps=1e-5, impl='fast'):
 def _raw_norm(P, layer, X, training, momentum, eps, impl):
     if f'{layer}.gamma' not in P:                                  # norm 'none', or no BN after dense1
         return X
-    return batch_norm(X, P[f'{layer}.gamma'], P[f'{layer}.beta'], P[f'{layer}.running_mean'],
-                      P[f'{layer}.running_var'], training=training, momentum=momentum, eps=eps, impl=impl)
+    norm = {'reference': batch_norm, 'fast': fast.batch_norm}[impl]
+    return norm(X, P[f'{layer}.gamma'], P[f'{layer}.beta'], P[f'{layer}.running_mean'],
+                P[f'{layer}.running_var'], training=training, momentum=momentum, eps=eps)
 
 
 def named_parameters(net):

@@ -24,9 +24,9 @@ What is not: any other BN (first in its container, after a pooling layer, on ano
 layer with a fused ``activation=`` -- a nonlinearity cannot be folded through -- or after an NHWC
 convolution). Such a BN is kept exactly, as a :class:`ScaleShift` layer ``s * x + t`` (its inference
 output, with no BatchNorm operator left), and a :class:`FoldWarning` names it and says why;
-``strict=True`` raises a ValueError instead. Each layer's own inference arithmetic is kept: with
-``scale=False`` gamma counts as 1; with ``center=False`` bn_gluon adds no beta, while
-``gluon.nn.BatchNorm`` still adds its (zero, untrained) beta.
+``strict=True`` raises a ValueError instead. With ``scale=False`` gamma counts as 1; with
+``center=False`` beta is still added (it is only not learned), in ``bn_gluon.BatchNorm`` as in
+``gluon.nn.BatchNorm``.
 
 Command line, for a run of train.py (its run folder, checkpoint folder, or a .params file beside
 config.json / state.json)::

@@ -7,7 +7,7 @@ import numpy as np
 from mxnet import nd
 from mxnet.gluon import nn
 
-from ..layers import BatchNorm as ScratchBatchNorm
+from ..functional import inference_affine
 
 CONVS = (nn.Conv1D, nn.Conv2D, nn.Conv3D)
 
@@ -49,13 +49,8 @@ def bn_scale_shift(bn):
     mean, var, gamma, beta = (p.data().asnumpy().astype(np.float64)
                               for p in (bn.running_mean, bn.running_var, bn.gamma, bn.beta))
     k = bn._kwargs
-    if isinstance(bn, ScratchBatchNorm):       # scale/center off: no gamma / no beta in batch_norm()
-        gamma = gamma if k['scale'] else np.ones_like(gamma)
-        beta = beta if k['center'] else np.zeros_like(beta)
-    elif k['fix_gamma']:                       # gluon: scale=False fixes gamma at 1; beta is always added
-        gamma = np.ones_like(gamma)
-    s = gamma / np.sqrt(var + k['eps'])
-    return s, beta - s * mean
+    scaled = k['scale'] if 'scale' in k else not k['fix_gamma']   # scale=False: gamma is 1; beta always added
+    return inference_affine(gamma if scaled else None, beta, mean, var, k['eps'])
 
 
 def fold_weights(W, b, s, t):

@@ -13,6 +13,7 @@ from mxnet.gluon.block import _BlockScope
 
 from ..layers import BatchNorm as ScratchBatchNorm
 from ..models import LAYERS, LeNet, RawLeNet
+from ..functional import inference_affine
 from .affine import fold_layer, fold_weights, scale_shift_from, why_not_foldable
 
 BATCH_NORMS = (ScratchBatchNorm, nn.BatchNorm, nn.BatchNormReLU)
@@ -143,10 +144,11 @@ def fold_raw_params(params, eps=1e-5):
         elif layer in layers:                    # a normalization: folded into the layer before it
             if f'{before}.weight' not in folded:
                 raise ValueError(f'{layer} has no conv or dense layer before it to fold into.')
-            P = {k: params[f'{layer}.{k}'].asnumpy() for k in ('gamma', 'beta', 'running_mean', 'running_var')}
-            s = P['gamma'].astype(np.float64) / np.sqrt(P['running_var'].astype(np.float64) + eps)
+            P = {k: params[f'{layer}.{k}'].asnumpy().astype(np.float64)
+                 for k in ('gamma', 'beta', 'running_mean', 'running_var')}
+            s, t = inference_affine(P['gamma'], P['beta'], P['running_mean'], P['running_var'], eps)
             W, b = folded[f'{before}.weight'], folded[f'{before}.bias']
-            Wf, bf = fold_weights(W.asnumpy(), b.asnumpy(), s, P['beta'] - s * P['running_mean'])
+            Wf, bf = fold_weights(W.asnumpy(), b.asnumpy(), s, t)
             W[:], b[:] = Wf, bf                  # in place on the copies: same device and dtype
     return folded
 

@@ -45,3 +45,23 @@ def check_axis(axis, ndim):
     if not -ndim <= axis < ndim:
         raise ValueError(f"axis {axis} is out of range for a {ndim}-D input.")
     return axis % ndim
+
+
+def check_batch_norm(X, gamma, beta, moving_mean, moving_var, training, momentum, eps, axis=1):
+    """Validate the arguments of a batch norm; return (channel axis, C, m values per channel)."""
+    check_array(X)
+    axis = check_axis(axis, X.ndim)
+    C = X.shape[axis]
+    for name, v in (('gamma', gamma), ('beta', beta), ('moving_mean', moving_mean), ('moving_var', moving_var)):
+        check_channel_vector(v, name, C)
+    check_momentum(momentum)
+    check_eps(eps)
+    if X.size == 0:
+        raise ValueError(f"X has shape {X.shape}: a batch with no values has no statistics to normalize with. "
+                         f"Skip empty batches (e.g. drop a short last batch).")
+    m = X.size // C
+    if training and m < 2:
+        raise ValueError(f"a training batch of shape {X.shape} has {m} value per channel, so its variance "
+                         f"is undefined (zero) and the output would be just beta. Use inference mode "
+                         f"(training=False, or call outside autograd.record()) or a larger batch.")
+    return axis, C, m

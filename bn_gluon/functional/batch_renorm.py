@@ -24,10 +24,11 @@ The paper keeps r = 1, d = 0 while the moving statistics settle, then relaxes th
 import numbers
 from dataclasses import dataclass
 
-import numpy as np
 from mxnet import autograd, nd
 
-from .batch_norm import batch_norm, check_batch_norm, scale_shift, stat_axes, update_moving_stats
+from ._checks import check_batch_norm
+from .batch_norm import (as_rows, at_least_float32, batch_moments, batch_norm, normalize, update_moving_stats,
+                         var_correction)
 
 
 @dataclass(frozen=True)
@@ -94,35 +95,40 @@ def batch_renorm(X, gamma, beta, moving_mean, moving_var, *, training, rmax, dma
     if not training:  # inference is batch norm's: the moving statistics alone
         return batch_norm(X, gamma, beta, moving_mean, moving_var, training=False, momentum=momentum, eps=eps,
                           axis=axis)
-    dtype = X.dtype
-    if dtype == np.float16:  # half precision overflows in the sum of squares: work in float32
-        X = X.astype('float32')
-    axes = stat_axes(X.ndim, axis)
-    shape = tuple(C if a == axis else 1 for a in range(X.ndim))  # (1, C, 1, 1) for (N, C, H, W)
-
-    mean = X.mean(axis=axes, keepdims=True)                      # (N, C, H, W) -> (1, C, 1, 1)
-    var = ((X - mean) ** 2).mean(axis=axes, keepdims=True)       # biased: divides by m = N*H*W
-    sigma_B = nd.sqrt(var + eps)
+    dtype, X_in = X.dtype, X
+    X = as_rows(nd, at_least_float32(X), axis)                   # (N, C, H, W) -> (N, C, H*W)
+    mean, var = batch_moments(nd, X, axis)                       # -> (1, C, 1) each
     with autograd.pause():  # r and d are constants of the step: no gradient flows through them
-        r, d = renorm_correction(mean, var, moving_mean.reshape(shape).astype(X.dtype, copy=False),
-                                 moving_var.reshape(shape).astype(X.dtype, copy=False), rmax, dmax, eps)
-        update_moving_stats(moving_mean, moving_var, mean.reshape((C,)), var.reshape((C,)),
-                            momentum, m / (m - 1) if unbiased_var else 1.0)
-
-    X_hat = (X - mean) / sigma_B * r + d
-    return scale_shift(X_hat, gamma, beta, shape).astype(dtype, copy=False)
+        r, d = renorm_correction(nd, mean, var, moving_mean.reshape_like(mean), moving_var.reshape_like(mean),
+                                 rmax, dmax, eps)
+    update_moving_stats(moving_mean, moving_var, mean, var, momentum, var_correction(m, unbiased_var))
+    Y = renormalize(nd, X, mean, var, r, d, gamma, beta, eps)
+    return Y.reshape(X_in.shape).astype(dtype, copy=False)
 
 
-def renorm_correction(mean, var, moving_mean, moving_var, rmax, dmax, eps):
+def renormalize(F, X, mean, var, r, d, gamma, beta, eps):
+    """``gamma * (x_hat * r + d) + beta``: batch norm's :func:`normalize` with the scale ``gamma * r`` and
+    the shift ``gamma * d + beta`` (statistics, r and d shaped to broadcast; gamma / beta (C,) or None)."""
+    scale = r if gamma is None else F.broadcast_mul(F.reshape_like(gamma, r), r)
+    shift = d if gamma is None else F.broadcast_mul(F.reshape_like(gamma, d), d)
+    if beta is not None:
+        shift = F.broadcast_add(shift, F.reshape_like(beta, d))
+    return normalize(F, X, mean, var, scale, shift, eps)
+
+
+def renorm_correction(F, mean, var, moving_mean, moving_var, rmax, dmax, eps):
     """``(r, d)`` of batch renorm from the batch and moving statistics (arrays of one shape).
 
     ``r = clip(sigma_B / sigma, 1 / rmax, rmax)``, ``d = clip((mean - moving_mean) / sigma, -dmax, dmax)``
-    with ``sigma_B = sqrt(var + eps)`` and ``sigma = sqrt(moving_var + eps)``. Call under
-    ``autograd.pause()`` or on detached arrays: the paper treats both as constants.
+    with ``sigma_B = sqrt(var + eps)`` and ``sigma = sqrt(moving_var + eps)``; ``rmax`` and ``dmax`` are
+    numbers, or (1,) arrays inside a graph. The caller keeps both out of the gradient: the paper treats
+    them as constants.
     """
-    sigma = nd.sqrt(moving_var + eps)
-    r = nd.clip(nd.sqrt(var + eps) / sigma, 1.0 / rmax, rmax)
-    d = nd.clip((mean - moving_mean) / sigma, -dmax, dmax)
+    sigma = F.sqrt(moving_var + eps)
+    if isinstance(rmax, (int, float)):
+        return F.clip(F.sqrt(var + eps) / sigma, 1.0 / rmax, rmax), F.clip((mean - moving_mean) / sigma, -dmax, dmax)
+    r = F.broadcast_minimum(F.broadcast_maximum(F.sqrt(var + eps) / sigma, 1 / rmax), rmax)
+    d = F.broadcast_minimum(F.broadcast_maximum((mean - moving_mean) / sigma, -dmax), dmax)
     return r, d
 
 

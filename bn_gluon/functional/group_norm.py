@@ -30,6 +30,7 @@ import numbers
 from mxnet import nd, symbol
 
 from ._checks import check_array, check_axis, check_channel_vector, check_eps
+from ._shapes import tie_shape
 
 
 def layer_norm(X, gamma, beta, *, axis=-1, eps=1e-5):
@@ -54,7 +55,7 @@ def layer_norm(X, gamma, beta, *, axis=-1, eps=1e-5):
         X = F.swapaxes(X, dim1=axis, dim2=-1)
     if F is symbol:
         row = F.slice_axis(F.reshape(X, shape=(-1, 0), reverse=True), axis=0, begin=0, end=1)  # (1, D)
-        gamma, beta = _tie_shape(F, (gamma, beta), F.reshape(row, shape=(-1,)))
+        gamma, beta = tie_shape(F, (gamma, beta), F.reshape(row, shape=(-1,)))
     Y = _scale_shift(F, _standardize(F, X, -1, eps), gamma, beta)   # (N, ..., D): stats over D
     return Y if last else F.swapaxes(Y, dim1=axis, dim2=-1)
 
@@ -81,7 +82,7 @@ def instance_norm(X, gamma, beta, *, axis=1, eps=1e-5):
     X3 = F.reshape(X, shape=(0, 0, -1))                                # (N, C, H, W) -> (N, C, H*W)
     if F is symbol:
         column = F.slice_axis(F.slice_axis(X3, axis=0, begin=0, end=1), axis=2, begin=0, end=1)  # (1, C, 1)
-        gamma, beta = _tie_shape(F, (gamma, beta), F.reshape(column, shape=(-1,)))
+        gamma, beta = tie_shape(F, (gamma, beta), F.reshape(column, shape=(-1,)))
     Y = _scale_shift(F, _standardize(F, X3, 2, eps), gamma, beta, shape=(1, -1, 1))  # stats per (n, c)
     Y = F.reshape_like(Y, X)                                           # back to (N, C, H, W)
     return Y if axis == 1 else F.swapaxes(Y, dim1=1, dim2=axis)
@@ -116,16 +117,6 @@ def _standardize(F, X, axis, eps):
     centered = F.broadcast_sub(X, mean)
     var = F.mean(F.square(centered), axis=axis, keepdims=True)  # two passes: no E[x^2] - E[x]^2 cancellation
     return F.broadcast_div(centered, F.sqrt(var + eps))
-
-
-def _tie_shape(F, vectors, like):
-    """Symbols only: give each vector the shape of ``like`` by adding zeros of that shape.
-
-    Broadcasts infer no shapes backwards, so without this a hybridized parent block could not infer
-    the shape of a deferred gamma / beta from the input when it builds its graph.
-    """
-    zeros = F.zeros_like(like)
-    return [None if v is None else F.elemwise_add(v, zeros) for v in vectors]
 
 
 def _scale_shift(F, X_hat, gamma, beta, shape=None):

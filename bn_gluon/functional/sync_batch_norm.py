@@ -15,11 +15,11 @@ Momentum convention (MXNet's): ``moving = momentum * moving + (1 - momentum) * b
 (PyTorch's 0.1). Every device gets the same global statistics, so every device's moving statistics stay
 equal.
 """
-from mxnet import autograd, nd
+from mxnet import nd
 
 from ._checks import check_array, check_axis
-from .batch_norm import batch_norm, stat_axes, update_moving_stats
-from .batch_norm_fast import _Function
+from .batch_norm import (as_rows, batch_moments, batch_norm, channel_shape, input_gradient, normalize,
+                         stat_axes, update_moving_stats, var_correction)
 
 
 def local_moments(X, axis=1):
@@ -35,12 +35,9 @@ def local_moments(X, axis=1):
     axis : int
         The channel axis.
     """
-    axes = stat_axes(X.ndim, axis)
     m = X.size // X.shape[axis]
-    mean = X.mean(axis=axes, keepdims=True)                      # (N_k, C, H, W) -> (1, C, 1, 1)
-    s = mean.reshape((-1,)) * m                                  # (C,)
-    q = ((X - mean) ** 2).sum(axis=axes)                         # (C,)
-    return m, s, q
+    mean, var = batch_moments(nd, as_rows(nd, X, axis), axis)   # (N_k, C, H, W) -> (1, C, 1) each
+    return m, mean.reshape((-1,)) * m, var.reshape((-1,)) * m    # (C,) each
 
 
 def combine_moments(moments):
@@ -94,55 +91,21 @@ def sync_batch_norm(Xs, gammas, betas, moving_means, moving_vars, *, training, m
         ctx = X.context
         m, mean, var = combine_moments([(m_k, s_k.as_in_context(ctx), q_k.as_in_context(ctx))
                                         for m_k, s_k, q_k in moments])
-        with autograd.pause():
-            update_moving_stats(mm, mv, mean, var, momentum, m / (m - 1) if unbiased_var else 1.0)
-        Ys.append(normalize(X, mean, var, g, b, eps, axis))
+        update_moving_stats(mm, mv, mean, var, momentum, var_correction(m, unbiased_var))
+        Ys.append(normalize_slice(X, mean, var, g, b, eps, axis))
     return Ys
 
 
-def normalize(X, mean, var, gamma, beta, eps, axis=1):
-    """``gamma * (X - mean) / sqrt(var + eps) + beta`` with given (C,) statistics, and a written-out backward.
+def normalize_slice(X, mean, var, gamma, beta, eps, axis=1):
+    """Batch norm's :func:`normalize` of one device's slice with the (C,) statistics of the whole batch.
 
-    Its gradient with respect to ``mean`` and ``var`` is where the devices meet: both are per-channel
-    sums over this device's slice only, ``sum(dY)`` and ``sum(dY * x_hat)``; autograd adds them up over
-    the devices through the copies that brought the statistics here (see :func:`sync_batch_norm`).
-    ``gamma`` / ``beta`` None mean 1 / 0.
+    Under autograd the gradient reaches every device: ``mean`` and ``var`` depend on all slices through
+    the copies that brought their moments here, and MXNet differentiates through those copies.
     """
-    C = X.shape[axis]
-    gamma = nd.ones(C, ctx=X.context, dtype=X.dtype) if gamma is None else gamma
-    beta = nd.zeros(C, ctx=X.context, dtype=X.dtype) if beta is None else beta
-    return _Normalize(eps, axis)(X, mean, var, gamma, beta)
-
-
-class _Normalize(_Function):
-    """Y = gamma * x_hat + beta, x_hat = (X - mean) / sigma, sigma = sqrt(var + eps); one use per instance.
-
-    The backward reads only arrays made in forward, never an input: MXNet 1.9 hangs when a Function's
-    backward reads an input (gamma) that the optimizer has since updated in place (apache/mxnet#15844).
-    """
-
-    def __init__(self, eps, axis):
-        super().__init__()
-        self.eps, self.axis = eps, axis
-
-    def forward(self, X, mean, var, gamma, beta):
-        shape = _channel_shape(X, self.axis)
-        inv_sigma = 1.0 / nd.sqrt(var + self.eps)                   # (C,)
-        X_hat = (X - mean.reshape(shape)) * inv_sigma.reshape(shape)
-        g = gamma * inv_sigma                                        # gamma / sigma, a new array
-        self.save_for_backward(X_hat, inv_sigma, g)
-        return X_hat * gamma.reshape(shape) + beta.reshape(shape)
-
-    def _backward(self, dY):   # _Function writes each gradient by its input's grad_req
-        X_hat, inv_sigma, g = self.saved_tensors
-        dY = dY.as_in_context(X_hat.context)                         # it may arrive on the default device
-        axes, shape = stat_axes(dY.ndim, self.axis), _channel_shape(dY, self.axis)
-        sum_dY = dY.sum(axis=axes)                                   # (N_k, C, H, W) -> (C,)
-        sum_dY_x_hat = (dY * X_hat).sum(axis=axes)
-        dX = dY * g.reshape(shape)                                   # with mean and var held fixed
-        dmean = -g * sum_dY                                          # d/dmean of (X - mean) / sigma
-        dvar = -0.5 * g * inv_sigma * sum_dY_x_hat                   # d/dvar of (var + eps) ** -0.5
-        return dX, dmean, dvar, sum_dY_x_hat, sum_dY                 # ..., dgamma, dbeta
+    rows = as_rows(nd, X, axis)                                  # (N_k, C, H, W) -> (N_k, C, H*W)
+    shape = channel_shape(rows.ndim, axis)
+    Y = normalize(nd, rows, mean.reshape(shape), var.reshape(shape), gamma, beta, eps)
+    return Y.reshape(X.shape)
 
 
 def sync_batch_norm_backward(dYs, Xs, gammas, mean, var, eps, axis=1):
@@ -168,7 +131,7 @@ def sync_batch_norm_backward(dYs, Xs, gammas, mean, var, eps, axis=1):
         As in the forward pass.
     """
     m = sum(X.size // X.shape[axis] for X in Xs)                      # values per channel, all devices
-    axes, shape = stat_axes(Xs[0].ndim, axis), _channel_shape(Xs[0], axis)
+    axes, shape = stat_axes(Xs[0].ndim, axis), channel_shape(Xs[0].ndim, axis)
     X_hats, parts = [], []
     for dY, X in zip(dYs, Xs):                                         # on each device, its slice only
         inv_sigma = 1.0 / nd.sqrt(var.as_in_context(X.context).reshape(shape) + eps)
@@ -179,13 +142,9 @@ def sync_batch_norm_backward(dYs, Xs, gammas, mean, var, eps, axis=1):
     for dY, X, gamma, (X_hat, inv_sigma) in zip(dYs, Xs, gammas, X_hats):  # the exchange, then dX
         S1 = sum(s1.as_in_context(X.context) for s1, _ in parts)
         S2 = sum(s2.as_in_context(X.context) for _, s2 in parts)
-        g = inv_sigma if gamma is None else gamma.reshape(shape) * inv_sigma
-        dXs.append(g / m * (m * dY - S1.reshape(shape) - X_hat * S2.reshape(shape)))
+        scale = inv_sigma if gamma is None else gamma.reshape(shape) * inv_sigma
+        dXs.append(input_gradient(dY, X_hat, scale, S1.reshape(shape), S2.reshape(shape), m))
     return dXs, [s2 for _, s2 in parts], [s1 for s1, _ in parts]
-
-
-def _channel_shape(X, axis):
-    return tuple(X.shape[a] if a == axis else 1 for a in range(X.ndim))   # (1, C, 1, 1) for NCHW
 
 
 def _check_slices(Xs, axis):

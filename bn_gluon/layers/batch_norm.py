@@ -3,12 +3,18 @@
 Ioffe and Szegedy, "Batch Normalization: Accelerating Deep Network Training by Reducing Internal
 Covariate Shift", ICML 2015.
 """
+import warnings
+
 from mxnet import autograd, nd
 from mxnet.gluon import HybridBlock
 
-from ..functional import batch_norm
-from ..functional.batch_norm import IMPLS
-from . import _batch_norm_op
+from ..functional import batch_norm, fast
+from ..functional._checks import check_eps, check_momentum
+from ..functional._shapes import tie_shape
+from ..functional.batch_norm import as_rows, batch_moments, normalize
+from ._moving_stats_op import moving_stats
+
+IMPLS = ('reference', 'fast')
 
 
 class BatchNorm(HybridBlock):
@@ -31,8 +37,10 @@ class BatchNorm(HybridBlock):
         (PyTorch's ``momentum=0.1`` is ``1 - momentum`` here).
     epsilon : float, default 1e-5
         Added to the variance before the square root.
-    center, scale : bool, default True
-        Learn ``beta`` / ``gamma``; when False the shift is 0 / the scale is 1.
+    center : bool, default True
+        Learn ``beta``. As in ``gluon.nn.BatchNorm``, False only stops learning it: beta is still added.
+    scale : bool, default True
+        Learn ``gamma``; False uses gamma = 1, as ``gluon.nn.BatchNorm`` does.
     use_global_stats : bool, default False
         Always normalize with the running statistics, and never update them.
     beta_initializer, gamma_initializer, running_mean_initializer, running_variance_initializer
@@ -42,44 +50,37 @@ class BatchNorm(HybridBlock):
     unbiased_var : bool, default False
         Store the unbiased batch variance ``m / (m - 1) * var`` in ``running_var`` (the paper's
         Algorithm 2 and PyTorch) instead of the biased one (MXNet on the CPU).
-    renorm : None, True or RenormSchedule, default None
-        Batch Renormalization (Ioffe 2017): given, the layer built is a
-        :class:`~bn_gluon.layers.batch_renorm.BatchRenorm` (a subclass of this one) that clips r and d by
-        this schedule of (rmax, dmax); True takes the paper's schedule. None or False: plain batch norm.
-    impl : {None, 'fast', 'reference'}, default None
-        How :func:`bn_gluon.functional.batch_norm` computes: 'reference' reads like the paper and lets
-        autograd differentiate it; 'fast' gives the same numbers through a few large kernels and the
-        closed-form gradient (``benchmarks/bench_bn.py`` measures both). None: 'reference' when called
-        imperatively, 'fast' (as a custom operator) when hybridized.
-
-    Notes
-    -----
-    Hybridized, the layer is a custom operator. In MXNet 1.9 with MKL-DNN, a custom operator inside a
-    branching graph (gluoncv's ResNets) was handed output gradients that other operators were still
-    writing, so its gradients there are unreliable (its outputs and running statistics are right; a
-    test records this as an expected failure). In chains such as the LeNet they match
-    ``gluon.nn.BatchNorm`` (tested). ``hybridize(static_alloc=True)`` is no way out: with it MXNet drops
-    running-statistics updates, gluon.nn.BatchNorm's included. Imperatively the same happened to
-    ``impl='fast'``'s hand-written backward; the default imperative path, 'reference', is plain autograd
-    and is not affected, so train branching nets imperatively.
+    impl : {'reference', 'fast'}, default 'reference'
+        'reference' runs :func:`bn_gluon.functional.batch_norm`'s formulas, differentiated by MXNet,
+        imperatively and hybridized. 'fast' (:mod:`bn_gluon.functional.fast`) gives the same numbers
+        through a custom operator with a hand-written backward; it is for chain networks such as the
+        LeNet, not for branching ones (ResNets).
     """
 
     def __new__(cls, *args, renorm=None, **kwargs):
-        # BatchNorm(renorm=...) builds the subclass: renorm keeps a step count that this layer's parameter
-        # files, interchangeable with gluon.nn.BatchNorm's, must not carry (see BatchRenorm).
         if renorm is not None and renorm is not False and cls is BatchNorm:
+            warnings.warn("BatchNorm(renorm=...) is deprecated and will be removed in the next release; build "
+                          "bn_gluon.BatchRenorm(schedule=...) instead.", FutureWarning, stacklevel=2)
             from .batch_renorm import BatchRenorm  # it imports this module: import it when needed
             cls = BatchRenorm
         return super().__new__(cls)
 
     def __init__(self, axis=1, momentum=0.9, epsilon=1e-5, center=True, scale=True, use_global_stats=False,
                  beta_initializer='zeros', gamma_initializer='ones', running_mean_initializer='zeros',
-                 running_variance_initializer='ones', in_channels=0, unbiased_var=False, renorm=None,
-                 impl=None, **kwargs):
-        if impl is not None and impl not in IMPLS:
+                 running_variance_initializer='ones', in_channels=0, unbiased_var=False, impl='reference',
+                 **kwargs):
+        kwargs.pop('renorm', None)   # taken by __new__
+        if impl not in IMPLS:
             raise ValueError(f"impl must be one of {IMPLS}; got {impl!r}.")
+        check_momentum(momentum)
+        check_eps(epsilon)
+        if not isinstance(axis, int):
+            raise TypeError(f"axis must be an int (the channel axis); got {axis!r}.")
+        if not isinstance(in_channels, int) or in_channels < 0:
+            raise ValueError(f"in_channels must be an int >= 0 (0: inferred from the first input); got "
+                             f"{in_channels!r}.")
         super().__init__(**kwargs)
-        self._impl = impl
+        self._impl, self._half = impl, False
         self._kwargs = dict(axis=axis, momentum=momentum, eps=epsilon, use_global_stats=use_global_stats,
                             scale=scale, center=center, unbiased_var=unbiased_var)
         if in_channels != 0:
@@ -95,23 +96,47 @@ class BatchNorm(HybridBlock):
                                            differentiable=False, **param)
 
     def cast(self, dtype):
-        if str(dtype) in ('float16', "<class 'numpy.float16'>"):
-            dtype = 'float32'  # statistics of half-precision activations stay in float32, as in Gluon
-        super().cast(dtype)
+        self._half = str(dtype) in ('float16', "<class 'numpy.float16'>")
+        super().cast('float32' if self._half else dtype)  # half-precision nets keep float32 statistics
 
     def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var):
         k = self._kwargs
-        if F is nd:
-            training = autograd.is_training() and not k['use_global_stats']
-            return batch_norm(x, gamma if k['scale'] else None, beta if k['center'] else None,
-                              running_mean, running_var, training=training, momentum=k['momentum'],
-                              eps=k['eps'], axis=k['axis'], unbiased_var=k['unbiased_var'],
-                              impl=self._impl or 'reference')
-        x = _batch_norm_op.default_layout(F, x)  # an MKL-DNN layout reaches custom operators wrong
-        return F.Custom(x, gamma, beta, running_mean, running_var, op_type=_batch_norm_op.OP_TYPE,
-                        name='fwd', impl=self._impl or 'fast', **{key: str(v) for key, v in k.items()})
+        if self._impl == 'fast':
+            return fast.batch_norm_op(F, x, gamma, beta, running_mean, running_var, momentum=k['momentum'],
+                                      eps=k['eps'], axis=k['axis'], use_global_stats=k['use_global_stats'],
+                                      scale=k['scale'], unbiased_var=k['unbiased_var'])
+        if F is not nd:
+            return self._graph(F, x, gamma, beta, running_mean, running_var)
+        gamma = gamma if k['scale'] else None                    # scale=False: gamma is 1, as in gluon
+        # imperative: the function as the articles write it, statistics updated in place
+        return batch_norm(x, gamma, beta, running_mean, running_var,
+                          training=autograd.is_training() and not k['use_global_stats'],
+                          momentum=k['momentum'], eps=k['eps'], axis=k['axis'], unbiased_var=k['unbiased_var'])
+
+    def _graph(self, F, x, gamma_param, beta, running_mean, running_var, unused=None):
+        """The same formulas in a hybridized graph, where training or not is known only when it runs.
+
+        ``unused``: a Parameter the formulas do not read, kept in the graph (Gluon infers shapes there).
+        """
+        k = self._kwargs
+        X = as_rows(F, F.cast(x, 'float32') if self._half else x, k['axis'])   # (N, C, H, W) -> (N, C, H*W)
+        mean, var = batch_moments(F, X, k['axis'])                               # (1, C, 1) each
+        scale, beta = tie_shape(F, (gamma_param, beta), F.reshape(mean, shape=(-1,)))
+        gamma = scale if k['scale'] else None                    # scale=False: gamma is 1, as in gluon
+        if k['use_global_stats']:
+            running_mean, running_var = tie_shape(F, (running_mean, running_var), F.reshape(mean, shape=(-1,)))
+            mean, var = F.reshape_like(running_mean, mean), F.reshape_like(running_var, var)
+            if unused is not None:
+                mean = F.broadcast_add(mean, F.zeros_like(unused))
+        else:
+            training, moving_mean, moving_var = moving_stats(
+                F, mean, var, x, running_mean, running_var, momentum=k['momentum'], unbiased_var=k['unbiased_var'])
+            mean = F.where(training, mean, moving_mean)          # the batch's in training, else the running
+            var = F.where(training, var, moving_var)
+        Y = F.reshape_like(normalize(F, X, mean, var, gamma, beta, k['eps']), x)
+        return F.cast(Y, 'float16') if self._half else Y
 
     def __repr__(self):
         channels = self.gamma.shape[0] or None
         args = ', '.join(f'{k}={v!r}' for k, v in self._kwargs.items())
-        return f'{self.__class__.__name__}({args}, in_channels={channels})'
+        return f'{self.__class__.__name__}({args}, in_channels={channels}, impl={self._impl!r})'

@@ -6,17 +6,17 @@ NIPS 2017. The math is in :mod:`bn_gluon.functional.batch_renorm`.
 from mxnet import autograd, nd
 
 from ..functional import batch_norm
-from ..functional.batch_renorm import RenormSchedule, batch_renorm
-from . import _batch_norm_op, _batch_renorm_op
+from ..functional._shapes import tie_shape
+from ..functional.batch_norm import as_rows, batch_moments
+from ..functional.batch_renorm import RenormSchedule, batch_renorm, renorm_correction, renormalize
+from ._moving_stats_op import moving_stats
 from .batch_norm import BatchNorm
 
 
 class BatchRenorm(BatchNorm):
     """Batch renormalization: ``BatchNorm``'s constructor and Parameters, plus a schedule and a step count.
 
-    ``BatchNorm(..., renorm=schedule)`` builds this layer: renorm is an option of the scratch batch norm.
-    Why a class of its own behind that option rather than a branch inside ``BatchNorm``: renorm keeps one
-    more piece of state, the number of training steps taken, which drives the schedule of (rmax, dmax). It is a
+    Why a class of its own rather than an option of ``BatchNorm``: renorm keeps one more piece of state, the number of training steps taken, which drives the schedule of (rmax, dmax). It is a
     Parameter, ``num_steps`` (``grad_req='null'``), so it is saved with the running statistics and a
     resumed run continues the schedule where it stopped; adding it to ``BatchNorm`` would break that
     layer's parameter-file interchange with ``gluon.nn.BatchNorm``. As a subclass this layer takes the same
@@ -26,7 +26,8 @@ class BatchRenorm(BatchNorm):
 
     Inference (a plain call, or ``use_global_stats=True``) is exactly BatchNorm. Every training forward
     (under ``autograd.record()``) normalizes with ``(rmax, dmax) = schedule(num_steps)``, moves the running
-    statistics as BatchNorm does, and adds 1 to ``num_steps``; hybridized, a custom operator does the same.
+    statistics as BatchNorm does, and adds 1 to ``num_steps``; hybridized, the small operator that moves
+    the running statistics also counts the steps and gives the schedule's (rmax, dmax).
     ``int(layer.num_steps.data().asscalar())`` reads the count (exact in float32 up to 2**24 steps).
 
     Parameters
@@ -37,7 +38,7 @@ class BatchRenorm(BatchNorm):
         (rmax, dmax) as a function of the step; the default is the paper's (5k steps of plain BN, rmax
         to 3 by 40k steps, dmax to 5 by 25k). ``RenormSchedule.constant(rmax, dmax)`` fixes them.
     renorm : True or RenormSchedule, default True
-        What ``BatchNorm(renorm=...)`` passes on: a schedule stands for ``schedule``; True for the default.
+        Deprecated, what ``BatchNorm(renorm=...)`` passes on: a schedule stands for ``schedule``.
     """
 
     def __init__(self, *args, schedule=None, renorm=True, **kwargs):
@@ -59,21 +60,37 @@ class BatchRenorm(BatchNorm):
 
     def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var, num_steps):
         k = self._kwargs
-        if F is not nd:  # custom-operator arguments travel as strings
-            op_kwargs = {key: str(k[key]) for key in _batch_renorm_op.BN_KEYS}
-            op_kwargs.update((key, str(getattr(self.schedule, key))) for key in _batch_renorm_op.SCHEDULE_KEYS)
-            x = _batch_norm_op.default_layout(F, x)  # an MKL-DNN layout reaches custom operators wrong
-            return F.Custom(x, gamma, beta, running_mean, running_var, num_steps, op_type=_batch_renorm_op.OP_TYPE,
-                            name='fwd', **op_kwargs)
-        g, b = gamma if k['scale'] else None, beta if k['center'] else None
+        if F is not nd:
+            return self._graph(F, x, gamma, beta, running_mean, running_var, num_steps)
+        g = gamma if k['scale'] else None                        # scale=False: gamma is 1, as in gluon
         if not autograd.is_training() or k['use_global_stats']:
-            return batch_norm(x, g, b, running_mean, running_var, training=False, eps=k['eps'], axis=k['axis'])
+            return batch_norm(x, g, beta, running_mean, running_var, training=False, eps=k['eps'], axis=k['axis'])
         rmax, dmax = self.schedule(int(num_steps.asscalar()))
-        Y = batch_renorm(x, g, b, running_mean, running_var, training=True, rmax=rmax, dmax=dmax,
+        Y = batch_renorm(x, g, beta, running_mean, running_var, training=True, rmax=rmax, dmax=dmax,
                          momentum=k['momentum'], eps=k['eps'], axis=k['axis'], unbiased_var=k['unbiased_var'])
         with autograd.pause():
             num_steps[:] = num_steps + 1
         return Y
+
+    def _graph(self, F, x, gamma_param, beta, running_mean, running_var, num_steps):
+        """Batch renorm in a hybridized graph; inference (and ``use_global_stats``) is BatchNorm's."""
+        k = self._kwargs
+        if k['use_global_stats']:
+            return super()._graph(F, x, gamma_param, beta, running_mean, running_var, unused=num_steps)
+        X = as_rows(F, F.cast(x, 'float32') if self._half else x, k['axis'])   # (N, C, H, W) -> (N, C, H*W)
+        mean, var = batch_moments(F, X, k['axis'])
+        scale, beta = tie_shape(F, (gamma_param, beta), F.reshape(mean, shape=(-1,)))
+        gamma = scale if k['scale'] else None                    # scale=False: gamma is 1, as in gluon
+        training, moving_mean, moving_var, rmax, dmax = moving_stats(
+            F, mean, var, x, running_mean, running_var, momentum=k['momentum'], unbiased_var=k['unbiased_var'],
+            num_steps=num_steps, schedule=self.schedule)
+        r, d = renorm_correction(F, F.BlockGrad(mean), F.BlockGrad(var), moving_mean, moving_var, rmax, dmax,
+                                 k['eps'])
+        # inference: batch norm with the running statistics, i.e. r = 1, d = 0 around them
+        r, d = F.where(training, r, F.ones_like(r)), F.where(training, d, F.zeros_like(d))
+        mean, var = F.where(training, mean, moving_mean), F.where(training, var, moving_var)
+        Y = F.reshape_like(renormalize(F, X, mean, var, r, d, gamma, beta, k['eps']), x)
+        return F.cast(Y, 'float16') if self._half else Y
 
     def __repr__(self):
         return f'{super().__repr__()[:-1]}, schedule={self.schedule!r})'

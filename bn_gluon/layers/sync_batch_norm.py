@@ -6,8 +6,8 @@ Ioffe and Szegedy, "Batch Normalization", ICML 2015; synchronized across devices
 """
 from mxnet import autograd, nd
 
-from ..functional.sync_batch_norm import combine_moments, local_moments, normalize
-from ..functional.batch_norm import update_moving_stats
+from ..functional.batch_norm import update_moving_stats, var_correction
+from ..functional.sync_batch_norm import combine_moments, local_moments, normalize_slice
 from .. import device_turns as _lockstep
 from .batch_norm import BatchNorm
 
@@ -20,7 +20,7 @@ class SyncBatchNorm(BatchNorm):
     per-channel ``(count, sum, centred sum of squares)`` to the others, and every device normalizes
     with the mean and variance of all K slices. The backward pass needs no extra step: each device's
     ``sum(dY)`` and ``sum(dY * x_hat)`` flow back to all devices through the same exchange (see
-    :func:`bn_gluon.functional.sync_batch_norm.normalize`). With K devices of B examples, outputs, summed
+    :func:`bn_gluon.functional.sync_batch_norm.normalize_slice`). With K devices of B examples, outputs, summed
     gradients and running statistics equal those of one device with K*B, and the running statistics are
     the same on every device.
 
@@ -66,11 +66,8 @@ class SyncBatchNorm(BatchNorm):
         moments = _lockstep.all_gather(local_moments(x, axis))        # every device's (m, sum, q), device order
         m, mean, var = combine_moments([(m_k, s_k.as_in_context(ctx), q_k.as_in_context(ctx))
                                         for m_k, s_k, q_k in moments])  # the whole batch's, on this device
-        with autograd.pause():
-            update_moving_stats(running_mean, running_var, mean, var, k['momentum'],
-                                m / (m - 1) if k['unbiased_var'] else 1.0)
-        return normalize(x, mean, var, gamma if k['scale'] else None, beta if k['center'] else None,
-                         k['eps'], axis)
+        update_moving_stats(running_mean, running_var, mean, var, k['momentum'], var_correction(m, k['unbiased_var']))
+        return normalize_slice(x, mean, var, gamma if k['scale'] else None, beta, k['eps'], axis)
 
     def __repr__(self):
         return super().__repr__().replace('(', f'(num_devices={self.num_devices!r}, ', 1)

@@ -298,7 +298,7 @@ def test_real_data_facts(real):
 
 
 def test_batches_kept_by_the_caller_survive_the_next_epochs(arrays):
-    """Epochs gather into a reused buffer; a batch still held must not change under its holder."""
+    """A batch still held must not change under its holder when later epochs are drawn."""
     X, y = data.to_nd(*arrays)
     it = data.DataIter(X, nd.arange(50), 16, seed=0)
     kept_tuples = list(it.epoch(0))
@@ -307,9 +307,9 @@ def test_batches_kept_by_the_caller_survive_the_next_epochs(arrays):
 
     def consume(e):
         return np.concatenate([yb.asnumpy() for _, yb in it.epoch(e)])
-    later = [consume(e) for e in (2, 3, 4)]                      # these reuse their buffer
+    later = [consume(e) for e in (2, 3, 4)]
     after = [b[1].asnumpy() for b in kept_tuples] + [a.asnumpy() for a in kept_arrays]
     assert all(np.array_equal(a, b) for a, b in zip(snapshot, after))
     fresh = data.DataIter(X, nd.arange(50), 16, seed=0)
     assert all(np.array_equal(a, np.concatenate([yb.asnumpy() for _, yb in fresh.epoch(e)]))
-               for a, e in zip(later, (2, 3, 4)))                # reuse gives the same batches
+               for a, e in zip(later, (2, 3, 4)))                # an epoch is a function of (seed, epoch)

@@ -5,7 +5,6 @@ more than the model's step. Here the conversion happens once per split and an ep
 (one ``take``) followed by cheap slices. ``gluon_dataloader`` keeps the articles' path for comparison.
 """
 import numbers
-import sys
 
 import mxnet as mx
 import numpy as np
@@ -60,7 +59,6 @@ class DataIter:
         self.X, self.y, self.batch_size = X, y, int(batch_size)
         self.seed, self.drop_last, self.order = seed, drop_last, order
         self._by_class = None
-        self._buffers, self._handed_out = None, []
 
     @property
     def num_examples(self):
@@ -85,31 +83,13 @@ class DataIter:
         X, y = self.X, self.y
         if self.order != 'sequential':
             idx = nd.array(self.indices(epoch), ctx=X.context, dtype='int64')
-            X, y = self._gather_buffers()
-            nd.take(self.X, idx, out=X)                      # one gather; the batches below are views
-            nd.take(self.y, idx, out=y)
+            # One gather into new arrays (batches of an earlier epoch may still be held); the batches
+            # below are views of it.
+            X, y = nd.take(self.X, idx), nd.take(self.y, idx)
         stop = len(self) * self.batch_size if self.drop_last else self.num_examples
         for start in range(0, stop, self.batch_size):
             end = min(start + self.batch_size, stop)
-            batch = X[start:end], y[start:end]
-            self._handed_out.append(batch)
-            yield batch
-
-    def _gather_buffers(self):
-        """Arrays for the shuffled copy: last epoch's when none of its batches is held any more.
-
-        Writing into memory already touched costs a fraction of fresh memory (page faults). The engine
-        orders the new gather after every pending read of the old batches; a batch still referenced by
-        Python code gets a fresh buffer instead, so nothing changes under it.
-        """
-        # Our own references: the list or the tuple, the loop variable, getrefcount's argument.
-        held = any(sys.getrefcount(batch) > 3 or any(sys.getrefcount(a) > 3 for a in batch)
-                   for batch in self._handed_out)
-        self._handed_out = []
-        if self._buffers is None or held:
-            self._buffers = (nd.empty(self.X.shape, self.X.context, self.X.dtype),
-                             nd.empty(self.y.shape, self.y.context, self.y.dtype))
-        return self._buffers
+            yield X[start:end], y[start:end]
 
     def __iter__(self):
         return self.epoch(0)

@@ -1,0 +1,81 @@
+"""bn_gluon.BatchNorm inside gluoncv's branching ResNets: gradients against the float64 answer.
+
+For each batch, one training step's parameter gradients of three twins built from the same parameters:
+``gluon.nn.BatchNorm`` in float64 (the answer), ``gluon.nn.BatchNorm`` in float32 (the yardstick: what
+float32 rounding alone costs on that batch) and ``bn_gluon.BatchNorm`` in float32. Ours must be within
+max(10 x the yardstick, 2e-2), relative to the largest gradient of each parameter, imperative and
+hybridized: the configuration gluoncv's training scripts use.
+"""
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd, gluon, nd
+
+import bn_gluon
+
+NETS = {'cifar_resnet20_v1': 32, 'cifar_resnet20_v2': 32, 'resnet18_v1': 64}   # name -> input size
+FLOOR = 2e-2
+
+
+def twins(name, size, hybridize, seed=0):
+    """(ours float32, gluon float32, gluon float64), the same parameters in all three."""
+    from gluoncv.model_zoo import get_model
+    mx.random.seed(seed)
+    nets = [get_model(name, norm_layer=bn_gluon.BatchNorm, classes=10), get_model(name, classes=10),
+            get_model(name, classes=10)]
+    probe = nd.zeros((1, 3, size, size))
+    for net in nets:
+        net.initialize(mx.init.Xavier())
+        net(probe)                                                # inference: shapes only
+    values = {k: p.data() for k, p in nets[1]._collect_params_with_prefix().items()}
+    for net in (nets[0], nets[2]):
+        for k, p in net._collect_params_with_prefix().items():
+            p.set_data(values[k])
+    nets[2].cast('float64')
+    if hybridize:
+        for net in nets:
+            net.hybridize()
+    return nets
+
+
+def gradients(net, X, y):
+    dtype = net.collect_params().values().__iter__().__next__().data().dtype
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    with autograd.record():
+        loss = loss_fn(net(X.astype(dtype)), y.astype(dtype))
+    loss.backward()
+    return {k: p.grad().asnumpy().astype(np.float64) for k, p in net._collect_params_with_prefix().items()
+            if p.grad_req != 'null'}
+
+
+def distance(grads, answer):
+    """Largest relative distance over the parameters: max |g - g64| / max |g64| per parameter."""
+    return max(np.abs(grads[k] - g).max() / max(np.abs(g).max(), 1e-12) for k, g in answer.items())
+
+
+def check_gradients(name, hybridize, batches, batch_size=8):
+    size = NETS[name]
+    ours, gluon32, gluon64 = twins(name, size, hybridize)
+    rng = np.random.RandomState(1)
+    worst = []
+    for _ in range(batches):
+        X = nd.array(rng.normal(size=(batch_size, 3, size, size)))
+        y = nd.array(rng.randint(0, 10, size=batch_size))
+        answer = gradients(gluon64, X, y)
+        ours_d, yardstick = distance(gradients(ours, X, y), answer), distance(gradients(gluon32, X, y), answer)
+        worst.append((ours_d, yardstick))
+        assert ours_d <= max(10 * yardstick, FLOOR), (f'{name}, hybridized={hybridize}: gradients {ours_d:.2e} '
+                                                      f'from float64, gluon float32 {yardstick:.2e}')
+    return worst
+
+
+@pytest.mark.parametrize('hybridize', [False, True])
+def test_resnet20_v1_gradients_two_batches(hybridize):
+    check_gradients('cifar_resnet20_v1', hybridize, batches=2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('hybridize', [False, True])
+@pytest.mark.parametrize('name', list(NETS))
+def test_resnet_gradients_twenty_batches(name, hybridize):
+    check_gradients(name, hybridize, batches=20)

@@ -69,7 +69,7 @@ def test_lockstep_of_identical_twins_and_bad_input():
     assert max(h['output']) < 1e-4 and max(h['running_stats']) < 1e-5
     with pytest.raises(ValueError, match='no batches'):
         lockstep(a, b, [], lr=0.1)
-    with pytest.raises(ValueError, match='differ in structure'):
+    with pytest.raises(ValueError, match='the source network does not fit this network'):
         copy_parameters(lenet('scratch'), lenet('none'))
 
 

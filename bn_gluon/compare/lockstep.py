@@ -12,27 +12,10 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon, nd
 
-from ..models import is_running_stat, lenet, named_parameters
+from ..models import copy_parameters, is_running_stat, lenet, named_parameters
 from ..optim import SGD
 
 QUANTITIES = ('output', 'loss', 'parameters', 'running_stats')
-
-
-def copy_parameters(src, dst):
-    """Give every parameter of ``dst`` the value of the same-named parameter of ``src``.
-
-    Names are those ``save_parameters`` writes (``conv1.weight``, ``features.1.gamma``, ...), so the
-    two blocks must have the same structure; their normalization layers may differ.
-    """
-    a, b = named_parameters(src), named_parameters(dst)
-    if set(a) != set(b):
-        raise ValueError(f'the networks differ in structure: only in the source {sorted(set(a) - set(b))}, '
-                         f'only in the target {sorted(set(b) - set(a))}.')
-    for name, p in a.items():
-        if p.shape != b[name].shape:
-            raise ValueError(f'{name}: shape {p.shape} in the source, {b[name].shape} in the target.')
-        b[name].set_data(p.data())
-    return dst
 
 
 def parameter_differences(net_a, net_b):

@@ -21,7 +21,7 @@ import shutil
 from mxnet import nd
 from mxnet.base import MXNetError
 
-from .models import named_parameters
+from .models import load_arrays, named_parameters
 
 FORMAT = 1
 PARAMS, OPTIMIZER, STATE = 'model.params', 'optimizer.states', 'state.json'
@@ -44,7 +44,8 @@ def read_ndarrays(path):
                               f'Copy it again from where it was saved, or give another run\'s file.') from None
 
 
-def _named_arrays(path):
+def read_params(path):
+    """The {name: NDArray} of a parameter file; CheckpointError names a missing, truncated or foreign file."""
     loaded = read_ndarrays(path)
     if not isinstance(loaded, dict):
         raise CheckpointError(f'{path} holds a list of arrays, not named parameters; give a file written by '
@@ -60,18 +61,12 @@ def save_params(net, path):
 
 def load_params(net, path):
     """Load a ``.params`` file written by :func:`save_params` or ``save_parameters`` into ``net``."""
-    loaded = _named_arrays(path)
+    loaded = read_params(path)
     loaded = {k.split(':', 1)[-1]: v for k, v in loaded.items()}   # Module files prefix 'arg:' / 'aux:'
-    params = named_parameters(net)
-    missing, unexpected = sorted(set(params) - set(loaded)), sorted(set(loaded) - set(params))
-    if missing or unexpected:
-        raise CheckpointError(f'{path} does not fit this network: missing {missing}, unexpected {unexpected}. '
-                              f'Build the network with the norm and dense_norm the file was saved with.')
-    for name, p in params.items():
-        if p.shape != loaded[name].shape:
-            raise CheckpointError(f'{path}: {name} has shape {loaded[name].shape}, the network needs {p.shape}.')
-    for name, p in params.items():
-        p.set_data(loaded[name])
+    try:
+        load_arrays(net, loaded, source=path)
+    except ValueError as e:                                        # names or shapes of another network
+        raise CheckpointError(str(e)) from None
 
 
 def save_checkpoint(folder, net, optimizer, state):
@@ -100,7 +95,7 @@ def find_checkpoint(path):
     """
     folder = _locate(path)
     read_state(folder)
-    _named_arrays(os.path.join(folder, PARAMS))
+    read_params(os.path.join(folder, PARAMS))
     _check_optimizer_states(os.path.join(folder, OPTIMIZER))
     return folder
 

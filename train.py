@@ -7,6 +7,7 @@ import dataclasses
 import sys
 import typing
 
+from bn_gluon.checkpoint import CheckpointError
 from bn_gluon.config import TrainConfig
 from bn_gluon.data import DataError, DataNotFoundError
 from bn_gluon.engine import NonFiniteLossError, TrainingInterrupted
@@ -40,6 +41,9 @@ def main(argv=None):
     explicit = vars(parser.parse_args(argv))          # only the flags given: resuming needs to know which
     try:
         config = resolve_config(explicit)
+    except CheckpointError as e:                      # a damaged file, not a wrong flag: said as below
+        print(f'error: {e}', file=sys.stderr)
+        return 1
     except ValueError as e:
         parser.error(str(e))                          # exit status 2, nothing written
     try:
@@ -54,7 +58,7 @@ def main(argv=None):
         print('\naborted; the last checkpoint saved at an epoch end (if any) is in checkpoint/ of the run '
               'folder.', file=sys.stderr)
         return 130
-    except (NonFiniteLossError, DataNotFoundError, DataError) as e:   # said in words: no traceback
+    except (NonFiniteLossError, DataNotFoundError, DataError, CheckpointError) as e:   # said in words
         print(f'error: {e}', file=sys.stderr)
         return 1
     return 0

@@ -166,7 +166,7 @@ def check_python(report):
     if not PYTHONS[0] <= sys.version_info[:2] <= PYTHONS[1]:
         report.problem(f'Python {version}: mxnet 1.9.1 runs on Python 3.8-3.12 (3.13 needs numpy 2, '
                        'which mxnet 1.9.1 forbids)',
-                       'use Python 3.12, e.g. `uv venv --python 3.12` or `pyenv install 3.12`')
+                       'use Python 3.12, e.g. `uv venv --seed --python 3.12` or `pyenv install 3.12`')
 
 
 def check_bn_gluon(report):

@@ -80,7 +80,7 @@ def test_a_problem_is_printed_with_its_fix_and_exits_1(healthy, capsys):
 def test_a_python_outside_the_supported_range_is_a_problem(healthy, capsys):
     healthy.setattr(doctor, 'PYTHONS', ((3, 8), (sys.version_info[0], sys.version_info[1] - 1)))
     status, out = run(capsys)
-    assert status == 1 and 'mxnet 1.9.1 runs on Python 3.8-3.12' in out and 'uv venv --python 3.12' in out
+    assert status == 1 and 'mxnet 1.9.1 runs on Python 3.8-3.12' in out and 'uv venv --seed --python 3.12' in out
 
 
 def test_torch2_beside_gluoncv_is_a_fact_not_a_problem(healthy, capsys):

@@ -59,8 +59,10 @@ def check_out_dir(config):
                          f'it with --resume {config.out}.')
 
 
-def load_data(config, ctx, kv=None, num_devices=1):
+def load_data(config, ctx, kv=None, num_devices=1, train_limit=None):
     """(train_iter, test_iter) of Fashion-MNIST on ``ctx``, shuffled by ``config.seed``.
+
+    ``train_limit``: train on the first ``train_limit`` training images only (the test set stays whole).
 
     With a ``dist_sync`` kvstore ``kv`` the training iterator covers this worker's shard only, in batches
     of ``config.batch_size / kv.num_workers``, so the global batch and the steps per epoch stay those of
@@ -68,7 +70,7 @@ def load_data(config, ctx, kv=None, num_devices=1):
     """
     from .data import DataIter, load_fashion_mnist, to_nd   # the data module knows no model: import late
     data = load_fashion_mnist(config.data_dir, download=config.download, verify=config.verify)
-    X, y = to_nd(data.train_images, data.train_labels, ctx)
+    X, y = to_nd(data.train_images[:train_limit], data.train_labels[:train_limit], ctx)
     X_test, y_test = to_nd(data.test_images, data.test_labels, ctx)
     batch_size = config.batch_size
     if kv is not None:

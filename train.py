@@ -3,11 +3,10 @@
 The flags are the fields of bn_gluon.config.TrainConfig; this file only parses them and calls the library.
 """
 import argparse
-import dataclasses
 import sys
-import typing
 
-from bn_gluon.config import TrainConfig
+from bn_gluon.checkpoint import CheckpointError
+from bn_gluon.cli import add_config_flags
 from bn_gluon.data import DataError, DataNotFoundError
 from bn_gluon.engine import NonFiniteLossError, TrainingInterrupted
 from bn_gluon.experiment import evaluate_checkpoint, resolve_config, train
@@ -18,20 +17,7 @@ def build_parser():
     """One flag per TrainConfig field; a bool field gets --name and --no-name."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for f in dataclasses.fields(TrainConfig):
-        flag, meta = '--' + f.name.replace('_', '-'), dict(f.metadata)
-        if f.type in (bool, 'bool'):
-            group = parser.add_mutually_exclusive_group()
-            group.add_argument(flag, dest=f.name, action='store_true', default=argparse.SUPPRESS,
-                               help=f"{meta['help']} (default: {'on' if f.default else 'off'})")
-            group.add_argument('--no-' + flag[2:], dest=f.name, action='store_false', default=argparse.SUPPRESS,
-                               help=f'turn {flag} off')
-        else:
-            kind = typing.get_args(f.type)[0] if typing.get_args(f.type) else f.type
-            kind = {'int': int, 'float': float, 'str': str}.get(kind, kind)
-            meta['help'] += f' (default: {f.default})'
-            parser.add_argument(flag, dest=f.name, type=kind, default=argparse.SUPPRESS, **meta)
-    return parser
+    return add_config_flags(parser)
 
 
 def main(argv=None):
@@ -40,6 +26,9 @@ def main(argv=None):
     explicit = vars(parser.parse_args(argv))          # only the flags given: resuming needs to know which
     try:
         config = resolve_config(explicit)
+    except CheckpointError as e:                      # a damaged file, not a wrong flag: said as below
+        print(f'error: {e}', file=sys.stderr)
+        return 1
     except ValueError as e:
         parser.error(str(e))                          # exit status 2, nothing written
     try:
@@ -54,7 +43,7 @@ def main(argv=None):
         print('\naborted; the last checkpoint saved at an epoch end (if any) is in checkpoint/ of the run '
               'folder.', file=sys.stderr)
         return 130
-    except (NonFiniteLossError, DataNotFoundError, DataError) as e:   # said in words: no traceback
+    except (NonFiniteLossError, DataNotFoundError, DataError, CheckpointError) as e:   # said in words
         print(f'error: {e}', file=sys.stderr)
         return 1
     return 0

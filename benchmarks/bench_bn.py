@@ -31,10 +31,9 @@ import numpy as np
 from mxnet import autograd, gluon, nd
 
 import bn_gluon
-from bn_gluon.compare.speed import interleaved
-from bn_gluon.functional import batch_norm_fast
-from bn_gluon.models import NORMS, lenet, named_parameters
-from bn_gluon.optim import make_optimizer
+from bn_gluon.compare.speed import interleaved, training_step
+from bn_gluon.functional.fast import kernels as fast_kernels
+from bn_gluon.models import lenet
 from common import RESULTS, machine, write_json
 
 MFLOP_PER_EXAMPLE = 8.1      # LeNet training step per example: 2.7 forward, twice that backward
@@ -81,28 +80,13 @@ LENET_VARIANTS = {  # name -> (norm, impl, hybridized)
 def lenet_step(norm, impl, hybrid, batch_size):
     """A closure running one training step (forward, loss, backward, SGD update) on a fixed batch."""
     mx.random.seed(0)
-    if norm == 'scratch':  # the registry builds the layer; swap in the implementation to measure
-        make = NORMS['scratch']
-        NORMS['scratch'] = lambda channels: bn_gluon.BatchNorm(in_channels=channels, impl=impl)
-        try:
-            net = lenet('scratch')
-        finally:
-            NORMS['scratch'] = make
+    if norm == 'scratch':  # the implementation to measure goes in as the layer's argument
+        net = lenet(norm_layer=bn_gluon.BatchNorm, norm_kwargs={'impl': impl})
     else:
         net = lenet(norm)
     if hybrid:
         hybridize(net)
-    opt = make_optimizer('sgd', named_parameters(net), 0.01, 0.9)
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    X = nd.random.uniform(shape=(batch_size, 1, 28, 28))
-    y = nd.array(np.arange(batch_size) % 10)
-
-    def step():
-        with autograd.record():
-            loss = loss_fn(net(X), y)
-        loss.backward()
-        opt.step(batch_size)
-    return step
+    return training_step(net, batch_size, lr=0.01, momentum=0.9)
 
 
 # --- 2. the layer alone ----------------------------------------------------------------------------------
@@ -138,15 +122,15 @@ def layer_step(kind, impl, hybrid, shape):
 
 
 def kernels_step(X, dY):
-    """``batch_norm_fast.forward`` and ``backward`` on ``X`` and ``dY``, writing into arrays made once."""
+    """``functional.fast.kernels.forward`` and ``backward`` on ``X`` and ``dY``, writing into arrays made once."""
     C = X.shape[1]
     gamma, beta, moving_mean, moving_var = nd.ones(C), nd.zeros(C), nd.zeros(C), nd.ones(C)
     Y, grads = nd.empty(X.shape), [nd.empty(X.shape), nd.empty(C), nd.empty(C)]
 
     def step():
-        _, saved = batch_norm_fast.forward(X, gamma, beta, moving_mean, moving_var, training=True, momentum=0.9,
+        _, saved = fast_kernels.forward(X, gamma, beta, moving_mean, moving_var, training=True, momentum=0.9,
                                            eps=1e-5, axis=1, unbiased_var=False, out=Y)
-        batch_norm_fast.backward(dY, saved, out=grads)
+        fast_kernels.backward(dY, saved, out=grads)
     return step
 
 

@@ -1,4 +1,5 @@
 """bn-gluon: Batch Normalization written by hand on MXNet Gluon, checked against ``gluon.nn.BatchNorm``."""
+from . import compat  # first: numpy aliases and gluoncv beside PyTorch 2, before mxnet is imported
 from . import functional
 from .functional import RenormSchedule
 from .layers import LRN, BatchNorm, BatchRenorm, GroupNorm, InstanceNorm, LayerNorm, SyncBatchNorm

@@ -10,18 +10,47 @@
                            per-epoch history and the run's configuration
 
 A new checkpoint is written beside the old one and then renamed over it, so an interruption while
-saving leaves the previous checkpoint whole.
+saving leaves the previous checkpoint whole. A file that cannot be read (truncated, foreign, or for
+another network) is a :class:`CheckpointError` naming it, raised before anything is loaded.
 """
 import json
 import os
+import pickle
 import shutil
 
 from mxnet import nd
+from mxnet.base import MXNetError
 
-from .models import named_parameters
+from .models import load_arrays, named_parameters
 
 FORMAT = 1
 PARAMS, OPTIMIZER, STATE = 'model.params', 'optimizer.states', 'state.json'
+
+
+class CheckpointError(ValueError):
+    """A parameter or checkpoint file that is missing, truncated, foreign or made for another network."""
+
+
+def read_ndarrays(path):
+    """``nd.load(path)``, with a missing, truncated or foreign file said in words (CheckpointError)."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f'{path} does not exist; give the run folder, its checkpoint/ folder or the '
+                              f'.params file that train.py wrote.')
+    try:
+        return nd.load(path)
+    except MXNetError as e:
+        reason = str(e).strip().splitlines()[-1].split('MXNetError: ', 1)[-1]   # its last line: the failed check
+        raise CheckpointError(f'{path} is truncated or is not an MXNet parameter file (MXNet: {reason}). '
+                              f'Copy it again from where it was saved, or give another run\'s file.') from None
+
+
+def read_params(path):
+    """The {name: NDArray} of a parameter file; CheckpointError names a missing, truncated or foreign file."""
+    loaded = read_ndarrays(path)
+    if not isinstance(loaded, dict):
+        raise CheckpointError(f'{path} holds a list of arrays, not named parameters; give a file written by '
+                              f'train.py or save_parameters.')
+    return loaded
 
 
 def save_params(net, path):
@@ -32,20 +61,12 @@ def save_params(net, path):
 
 def load_params(net, path):
     """Load a ``.params`` file written by :func:`save_params` or ``save_parameters`` into ``net``."""
-    loaded = nd.load(path)
-    if not isinstance(loaded, dict):
-        raise ValueError(f'{path} holds a list of arrays, not named parameters.')
+    loaded = read_params(path)
     loaded = {k.split(':', 1)[-1]: v for k, v in loaded.items()}   # Module files prefix 'arg:' / 'aux:'
-    params = named_parameters(net)
-    missing, unexpected = sorted(set(params) - set(loaded)), sorted(set(loaded) - set(params))
-    if missing or unexpected:
-        raise ValueError(f'{path} does not fit this network: missing {missing}, unexpected {unexpected}. '
-                         f'Build the network with the norm and dense_norm the file was saved with.')
-    for name, p in params.items():
-        if p.shape != loaded[name].shape:
-            raise ValueError(f'{path}: {name} has shape {loaded[name].shape}, the network needs {p.shape}.')
-    for name, p in params.items():
-        p.set_data(loaded[name])
+    try:
+        load_arrays(net, loaded, source=path)
+    except ValueError as e:                                        # names or shapes of another network
+        raise CheckpointError(str(e)) from None
 
 
 def save_checkpoint(folder, net, optimizer, state):
@@ -67,7 +88,19 @@ def save_checkpoint(folder, net, optimizer, state):
 
 
 def find_checkpoint(path):
-    """The checkpoint folder at ``path``: the folder itself, or ``path/checkpoint`` for a run folder."""
+    """The checkpoint folder at ``path`` (itself, or ``path/checkpoint``), once its files are known readable.
+
+    ValueError when ``path`` is no checkpoint at all; CheckpointError naming the file when one of its files
+    is missing, truncated or foreign, so nothing is written for a run that could not resume.
+    """
+    folder = _locate(path)
+    read_state(folder)
+    read_params(os.path.join(folder, PARAMS))
+    _check_optimizer_states(os.path.join(folder, OPTIMIZER))
+    return folder
+
+
+def _locate(path):
     for folder in (path, os.path.join(path, 'checkpoint')):
         if os.path.isfile(os.path.join(folder, STATE)):
             return folder
@@ -75,20 +108,47 @@ def find_checkpoint(path):
                      f'{OPTIMIZER} (or a run folder holding checkpoint/).')
 
 
+def _check_optimizer_states(path):
+    """Raise CheckpointError unless ``path`` reads as the hand-written SGD's or gluon.Trainer's states."""
+    raw = b''
+    if os.path.isfile(path):
+        with open(path, 'rb') as f:
+            raw = f.read()
+    if not raw.startswith(b'\x80'):                       # pickles begin with their protocol opcode
+        read_ndarrays(path)                                   # the hand-written SGD: nd.save of a dict
+        return
+    try:
+        pickle.loads(raw)                                     # gluon.Trainer.save_states
+    except Exception as e:                                    # a damaged pickle fails in many ways
+        raise CheckpointError(f'{path} is truncated or holds no optimizer states ({type(e).__name__}: {e}). '
+                              f'Copy the checkpoint folder again, or start the run afresh without '
+                              f'--resume.') from None
+
+
 def read_state(path):
     """The ``state.json`` of the checkpoint at ``path`` (a checkpoint or run folder)."""
-    with open(os.path.join(find_checkpoint(path), STATE)) as f:
-        state = json.load(f)
+    file = os.path.join(_locate(path), STATE)
+    try:
+        with open(file) as f:
+            state = json.load(f)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f'{file} is truncated or not JSON ({e}); copy the checkpoint folder again.') from None
     if state.get('format') != FORMAT:
-        raise ValueError(f'{path}: checkpoint format {state.get("format")!r}, this version reads {FORMAT}.')
+        raise CheckpointError(f'{path}: checkpoint format {state.get("format")!r}, this version reads {FORMAT}.')
     return state
 
 
 def load_checkpoint(path, net, optimizer=None):
     """Load parameters (and optimizer states when ``optimizer`` is given) from ``path``; return the state."""
-    folder = find_checkpoint(path)
+    folder = _locate(path)
     state = read_state(folder)
+    states = os.path.join(folder, OPTIMIZER)
+    if optimizer is not None:
+        _check_optimizer_states(states)                       # before anything is loaded
     load_params(net, os.path.join(folder, PARAMS))
     if optimizer is not None:
-        optimizer.load_states(os.path.join(folder, OPTIMIZER))
+        try:
+            optimizer.load_states(states)
+        except ValueError as e:                               # states of another network or momentum
+            raise CheckpointError(str(e)) from None
     return state

@@ -11,7 +11,6 @@ from .models import NORMS, RAW_NORMS, get_norm
 from .optim import LR_SCHEDULES
 from .parallel import KVSTORES
 
-NORM_CHOICES = NORMS  # the registry itself, so a norm registered later is a valid choice at once
 STYLES = ('gluon', 'raw')
 OPTIMIZERS = ('sgd', 'trainer')
 
@@ -38,7 +37,7 @@ class TrainConfig:
                                                              'or constant', choices=LR_SCHEDULES))
     # The point of the project: the hand-written batch norm.
     norm: str = field(default='scratch', metadata=_opt('normalization after each convolution',
-                                                       choices=NORM_CHOICES))
+                                                       choices=tuple(NORMS)))
     # The Gluon network is the one to hybridize and save; 'raw' is the article's dict of NDArrays.
     style: str = field(default='gluon', metadata=_opt('network written as Gluon blocks or as raw nd code',
                                                       choices=STYLES))
@@ -94,7 +93,7 @@ class TrainConfig:
         _expect(self.lr < float('inf'), 'lr', self.lr, 'a finite number')
         _expect(self.lr_schedule in LR_SCHEDULES, 'lr_schedule', self.lr_schedule,
                 f'one of {", ".join(LR_SCHEDULES)}')
-        _expect(self.norm in NORM_CHOICES, 'norm', self.norm, f'one of {", ".join(NORM_CHOICES)}')
+        _expect(self.norm in NORMS, 'norm', self.norm, f'one of {", ".join(NORMS)}')
         get_norm(self.norm, self.dense_norm)
         _expect(self.style in STYLES, 'style', self.style, f'one of {", ".join(STYLES)}')
         _expect(self.optimizer in OPTIMIZERS, 'optimizer', self.optimizer, f'one of {", ".join(OPTIMIZERS)}')

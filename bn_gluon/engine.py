@@ -69,6 +69,16 @@ def evaluate(net, data_iter, ctx=None):
     return {'loss': loss_sum.asscalar() / n, 'acc': correct.asscalar() / n, 'n': n}
 
 
+def train_step(net, loss_fn, optimizer, X, y):
+    """One training step on one device: forward -> loss -> backward -> update; returns (loss, y_hat)."""
+    with autograd.record():
+        y_hat = net(X)                                            # (B, classes) scores
+        loss = loss_fn(y_hat, y)                                  # (B,) per-example loss
+    loss.backward()
+    optimizer.step(X.shape[0])                                    # gradient of the sum / batch size
+    return loss, y_hat
+
+
 def train_epoch(net, train_iter, optimizer, epoch, ctx=None, *, start_step=0, sums=None, lr_at=None, stop=None,
                 bar=None):
     """Run the steps of one epoch from ``start_step``; return the sums (loss, correct, n, step).
@@ -89,12 +99,9 @@ def train_epoch(net, train_iter, optimizer, epoch, ctx=None, *, start_step=0, su
             optimizer.set_learning_rate(lr_at(step))
         if len(ctxs) > 1:                                         # slices on every device, gathered on ctx
             loss, y_hat, y = parallel.forward_backward(net, loss_fn, X, y, ctxs)
+            optimizer.step(X.shape[0])                            # gradient of the sum / batch size
         else:
-            with autograd.record():
-                y_hat = net(X)                                    # (B, 10) scores
-                loss = loss_fn(y_hat, y)                          # (B,) per-example loss
-            loss.backward()
-        optimizer.step(X.shape[0])                                # gradient of the sum / batch size
+            loss, y_hat = train_step(net, loss_fn, optimizer, X, y)
         pending.append(nd.concat(loss.sum(), (y_hat.argmax(axis=1) == y).sum(), dim=0))
         sums['n'] += X.shape[0]
         sums['step'] = step + 1

@@ -1,8 +1,9 @@
 """One training run from a TrainConfig: data, network, fit, and the files a run leaves behind.
 
-A run folder holds ``config.json``, ``metrics.csv``, ``model.params`` (loadable into the twin net with
-``gluon.nn.BatchNorm``), ``checkpoint/`` and ``curves.png``. Nothing is written before the
-configuration, the data and the network are known to be good.
+A run folder holds ``config.json`` (its ``data`` entry: the folder and files read, with SHA-1),
+``metrics.csv``, ``model.params`` (loadable into the twin net with ``gluon.nn.BatchNorm``),
+``checkpoint/`` and ``curves.png``. Nothing is written before the configuration, the data and the
+network are known to be good.
 """
 import dataclasses
 import json
@@ -58,8 +59,10 @@ def check_out_dir(config):
                          f'it with --resume {config.out}.')
 
 
-def load_data(config, ctx, kv=None, num_devices=1):
+def load_data(config, ctx, kv=None, num_devices=1, train_limit=None):
     """(train_iter, test_iter) of Fashion-MNIST on ``ctx``, shuffled by ``config.seed``.
+
+    ``train_limit``: train on the first ``train_limit`` training images only (the test set stays whole).
 
     With a ``dist_sync`` kvstore ``kv`` the training iterator covers this worker's shard only, in batches
     of ``config.batch_size / kv.num_workers``, so the global batch and the steps per epoch stay those of
@@ -67,7 +70,7 @@ def load_data(config, ctx, kv=None, num_devices=1):
     """
     from .data import DataIter, load_fashion_mnist, to_nd   # the data module knows no model: import late
     data = load_fashion_mnist(config.data_dir, download=config.download, verify=config.verify)
-    X, y = to_nd(data.train_images, data.train_labels, ctx)
+    X, y = to_nd(data.train_images[:train_limit], data.train_labels[:train_limit], ctx)
     X_test, y_test = to_nd(data.test_images, data.test_labels, ctx)
     batch_size = config.batch_size
     if kv is not None:
@@ -80,6 +83,7 @@ def load_data(config, ctx, kv=None, num_devices=1):
     data_parallel = kv is not None or num_devices > 1
     train_iter = DataIter(X, y, batch_size, shuffle=True, seed=config.seed, drop_last=data_parallel)
     test_iter = DataIter(X_test, y_test, TEST_BATCH, shuffle=False)
+    train_iter.source = data.source      # which folder and files (SHA-1): for config.json and the summary
     return train_iter, test_iter
 
 
@@ -109,7 +113,7 @@ def train(config, log=print):
     out = config.out or default_out_dir(config)
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, 'config.json'), 'w') as f:
-        json.dump(dict(config.to_dict(), out=out), f, indent=1)
+        json.dump(dict(config.to_dict(), out=out, data=train_iter.source.to_dict()), f, indent=1)
     tic = time.time()
     try:
         history = fit(net, train_iter, test_iter, config, ctxs, out=out, resume=config.resume, log=log, kv=kv)
@@ -119,7 +123,7 @@ def train(config, log=print):
     _write_results(net, out, history, config)
     if not config.quiet:
         where = ', '.join(map(str, ctxs)) + (f' x {kv.num_workers} workers ({kv.type})' if kv else '')
-        log(summary(history, out, time.time() - tic, where, config))
+        log(summary(history, out, time.time() - tic, where, config, train_iter.source))
     return history, out
 
 
@@ -145,8 +149,8 @@ def _write_results(net, out, history, config):
                     title=f'LeNet, norm={config.norm}, style={config.style}, lr={config.lr:g}')
 
 
-def summary(history, out, seconds, ctx, config):
-    """A few lines: final and best accuracy, time, and where the files went."""
+def summary(history, out, seconds, ctx, config, source=None):
+    """A few lines: final and best accuracy, time, the data (``source``, a DataSource), where the files went."""
     last, best = history[-1], max(history, key=lambda m: m['test_acc'])
     files = ', '.join(f for f in ('config.json', 'metrics.csv', 'model.params', 'checkpoint/', 'curves.png')
                       if os.path.exists(os.path.join(out, f.rstrip('/'))))
@@ -157,6 +161,7 @@ def summary(history, out, seconds, ctx, config):
         f"test loss {last['test_loss']:.4f}",
         f"  this session {seconds / 60:.1f} min; last epoch {last['seconds']:.1f} s at "
         f"{last['examples_per_sec']:,.0f} examples/s",
+        *([f"  data: {source.describe()} (files and SHA-1 in config.json)"] if source else []),
         f"  files in {out}/: {files}",
         f"  evaluate again: python train.py --eval {out}",
     ])

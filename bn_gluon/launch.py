@@ -24,7 +24,7 @@ import sys
 import time
 
 LOCALHOST = '127.0.0.1'
-SERVE = [sys.executable, '-c', 'import mxnet']   # a scheduler or server: importing MXNet runs it
+SERVE = [sys.executable, '-c', 'import bn_gluon.compat; import mxnet']   # a scheduler or server: importing MXNet runs it
 POLL_SECONDS = 0.1
 GRACE_SECONDS = 10.0                             # for the scheduler and servers once the workers are done
 DEFAULT_CLUSTER_PORT = 9091
@@ -46,7 +46,7 @@ def dmlc_env(role, root_uri, port, num_workers, num_servers, node_host):
 
 def cluster_commands(hosts, command, num_workers, num_servers, port=DEFAULT_CLUSTER_PORT):
     """(host, role, shell command) for a cluster: the scheduler on the first host, the rest round-robin."""
-    root, serve = hosts[0], ['python', '-c', 'import mxnet']
+    root, serve = hosts[0], ['python', '-c', 'import bn_gluon.compat; import mxnet']
     jobs = [(root, 'scheduler', serve)]
     jobs += [(hosts[i % len(hosts)], 'server', serve) for i in range(num_servers)]
     jobs += [(hosts[i % len(hosts)], 'worker', list(command)) for i in range(num_workers)]

@@ -8,12 +8,12 @@ import argparse
 import os
 import signal
 
+import bn_gluon  # first: bn_gluon.compat must be in force before mxnet is imported
 import mxnet as mx
 import numpy as np
 from mxnet import gluon
 from mxnet.gluon import nn
 
-import bn_gluon
 from bn_gluon import parallel
 
 STEPS, BATCH, LR = 4, 8, 0.5   # BATCH examples per worker and step

@@ -1,5 +1,6 @@
 import os
 
+import bn_gluon  # noqa: F401  (first: bn_gluon.compat must be in force before mxnet is imported)
 import mxnet as mx
 import numpy as np
 import pytest

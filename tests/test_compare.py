@@ -1,4 +1,4 @@
-"""bn_gluon.compare: lockstep twins, conventions, gluoncv twins, interchange and the report, on small shapes."""
+"""bn_gluon.compare: twin training, conventions, gluoncv twins, interchange and the report, on small shapes."""
 import json
 
 import mxnet as mx
@@ -8,15 +8,16 @@ from mxnet import nd
 from mxnet.gluon import nn
 
 import bn_gluon
+import bn_gluon.plots
 from bn_gluon.compare import semantics
 from bn_gluon.compare.__main__ import main
-from bn_gluon.compare.lockstep import copy_parameters, lenet_lockstep, lockstep
 from bn_gluon.compare.report import load_data
-from bn_gluon.compare.figures import plot_speed
+from bn_gluon.compare.twin_training import train_lenet_twins, train_twins
 from bn_gluon.compare.speed import measure_speed
 from bn_gluon.compare.twins import compare_resnet, interchange
 from bn_gluon.config import TrainConfig
-from bn_gluon.models import lenet
+from bn_gluon.models import copy_parameters, lenet
+from bn_gluon.plots import plot_speed
 
 
 @pytest.fixture(scope='module')
@@ -38,14 +39,14 @@ def small_batches(n, seed=0):
     return [(nd.array(rng.normal(size=(8, 2, 6, 6))), nd.array(rng.randint(0, 3, 8))) for _ in range(n)]
 
 
-# --- lockstep ------------------------------------------------------------------------------------------
+# --- twin training --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize('hybridize', [False, True])
-def test_lenet_twins_in_lockstep_drift_no_more_than_float32_rounding(synthetic, hybridize):
+def test_lenet_twins_drift_no_more_than_float32_rounding(synthetic, hybridize):
     config = TrainConfig(batch_size=16, data_dir=synthetic, download=False, verify=False)
     train_iter, _ = load_data(config, mx.cpu(), train_limit=64)
-    h = lenet_lockstep(config, train_iter, steps=6, hybridize=hybridize)    # 6 steps: more than one epoch
-    yardstick = lenet_lockstep(config, train_iter, steps=6, float64=True)   # gluon float32 vs float64
+    h = train_lenet_twins(config, train_iter, steps=6, hybridize=hybridize)    # 6 steps: more than one epoch
+    yardstick = train_lenet_twins(config, train_iter, steps=6, float64=True)   # gluon float32 vs float64
     assert len(h['output']) == 6
     assert h['output'][0] < 1e-5 and h['loss'][0] < 1e-6                   # same parameters: same forward
     for q in ('output', 'parameters', 'running_stats'):
@@ -53,24 +54,60 @@ def test_lenet_twins_in_lockstep_drift_no_more_than_float32_rounding(synthetic, 
     assert set(h['final']) >= {'conv1.weight', 'bn1.gamma', 'bn2.running_var'}
 
 
-def test_lockstep_sees_a_layer_that_differs():
+def test_twin_training_sees_a_layer_that_differs():
     """The instrument works: a twin with another momentum shows up in the running statistics at once."""
     a = small_net(bn_gluon.BatchNorm)
     b = copy_parameters(a, small_net(nn.BatchNorm, momentum=0.5))
-    h = lockstep(a, b, small_batches(2), lr=0.1)
+    h = train_twins(a, b, small_batches(2), lr=0.1)
     assert h['output'][0] < 1e-5
     assert h['running_stats'][0] > 1e-2
 
 
-def test_lockstep_of_identical_twins_and_bad_input():
+def test_twin_training_of_identical_twins_and_bad_input():
     a = small_net(bn_gluon.BatchNorm)
     b = copy_parameters(a, small_net(nn.BatchNorm))
-    h = lockstep(a, b, small_batches(3), lr=0.1, momentum=0.9)
+    h = train_twins(a, b, small_batches(3), lr=0.1, momentum=0.9)
     assert max(h['output']) < 1e-4 and max(h['running_stats']) < 1e-5
     with pytest.raises(ValueError, match='no batches'):
-        lockstep(a, b, [], lr=0.1)
-    with pytest.raises(ValueError, match='differ in structure'):
+        train_twins(a, b, [], lr=0.1)
+    with pytest.raises(ValueError, match='the source network does not fit this network'):
         copy_parameters(lenet('scratch'), lenet('none'))
+
+
+def test_old_lockstep_names_warn_and_still_work():
+    """The twin training's names before it was renamed keep working for one release, with a FutureWarning."""
+    import importlib
+    import sys
+    import bn_gluon.compare as compare
+    from bn_gluon.compare import markdown
+    with pytest.warns(FutureWarning, match='train_twins'):
+        old_function = compare.lockstep
+    assert old_function is train_twins
+    sys.modules.pop('bn_gluon.compare.lockstep', None)
+    try:
+        with pytest.warns(FutureWarning, match='bn_gluon.compare.twin_training'):
+            old = importlib.import_module('bn_gluon.compare.lockstep')
+        a = small_net(bn_gluon.BatchNorm)
+        b = old.copy_parameters(a, small_net(nn.BatchNorm))
+        with pytest.warns(FutureWarning, match='train_twins'):
+            h = old.lockstep(a, b, small_batches(1), lr=0.1)
+        with pytest.warns(FutureWarning, match='twin_summary'):
+            assert markdown.lockstep_summary(h) == markdown.twin_summary(h)
+    finally:
+        sys.modules.pop('bn_gluon.compare.lockstep', None)
+        compare.__dict__.pop('lockstep', None)
+    sys.modules.pop('bn_gluon.compare.figures', None)
+    with pytest.warns(FutureWarning, match='bn_gluon.plots'):
+        figures = importlib.import_module('bn_gluon.compare.figures')
+    assert figures.draw_lockstep is bn_gluon.plots.draw_twin_training
+
+
+def test_old_section_and_flag_names_warn(tmp_path, capsys):
+    with pytest.warns(FutureWarning, match="section 'lockstep' is now 'twins'"), \
+            pytest.warns(FutureWarning, match='--lockstep-steps is now --twin-steps'):
+        with pytest.raises(SystemExit):
+            main(['--out', str(tmp_path / 'never'), '--sections', 'lockstep', '--lockstep-steps', '0'])
+    assert 'twin_steps must be an integer >= 1' in capsys.readouterr().err
 
 
 # --- semantics: each checkable row of the table ------------------------------------------------------
@@ -99,9 +136,9 @@ def test_conventions_differ_so_the_checks_can_fail():
 def test_gluoncv_resnet_twins_agree_in_both_modes_and_after_a_step(name):
     r = compare_resnet(name, steps=1, batch_size=4)
     assert r['inference'] < 1e-5
-    assert r['lockstep']['output'][0] < 1e-4                               # training mode, same parameters
-    assert r['lockstep']['parameters'][0] < 1e-3                           # lr * gradient difference
-    assert r['lockstep']['running_stats'][0] < 1e-5
+    assert r['training']['output'][0] < 1e-4                               # training mode, same parameters
+    assert r['training']['parameters'][0] < 1e-3                           # lr * gradient difference
+    assert r['training']['running_stats'][0] < 1e-5
     assert r['inference_after'] < 1e-3
 
 
@@ -110,14 +147,14 @@ def test_resnet_twins_drift_no_more_than_float32_rounding():
     r = compare_resnet('cifar_resnet20_v2', steps=2, batch_size=4)
     yardstick = compare_resnet('cifar_resnet20_v2', steps=2, batch_size=4, float64=True)
     for q in ('output', 'parameters', 'running_stats'):
-        assert max(r['lockstep'][q]) < 10 * max(yardstick['lockstep'][q]) + 1e-5, q
+        assert max(r['training'][q]) < 10 * max(yardstick['training'][q]) + 1e-5, q
 
 
 def test_resnet_v2_first_norm_moves_only_in_ours_without_an_input_gradient():
     """MXNet's CPU operator updates in backward, which never reaches a BN on the input needing no gradient."""
     r = compare_resnet('cifar_resnet20_v2', steps=1, batch_size=4, input_grad=False)
-    assert r['lockstep']['final']['features.0.running_mean'] > 1e-4
-    assert r['lockstep']['output'][0] < 1e-4
+    assert r['training']['final']['features.0.running_mean'] > 1e-4
+    assert r['training']['output'][0] < 1e-4
 
 
 def test_parameters_interchange_both_ways():
@@ -146,21 +183,21 @@ def test_speed_rows_give_ratios_for_every_case(tmp_path):
 def test_command_line_writes_report_figures_and_results(synthetic, tmp_path, capsys):
     out = tmp_path / 'report'
     assert main(['--out', str(out), '--data-dir', synthetic, '--no-verify', '--no-download', '--epochs', '1',
-                 '--batch-size', '32', '--train-limit', '64', '--lockstep-steps', '2',
-                 '--sections', 'semantics', 'lockstep', 'runs']) == 0
-    for name in ('report.md', 'results.json', 'compare-lockstep.png', 'compare-curves.png'):
+                 '--batch-size', '32', '--train-limit', '64', '--twin-steps', '2',
+                 '--sections', 'semantics', 'twins', 'runs']) == 0
+    for name in ('report.md', 'results.json', 'compare-twins.png', 'compare-curves.png'):
         assert (out / name).stat().st_size > 0, name
     results = json.loads((out / 'results.json').read_text())
     assert set(results['runs']['final']) == {'none', 'scratch', 'gluon'}
     assert results['interchange']['scratch -> gluon']['same_prediction'] == 1.0
     report = (out / 'report.md').read_text()
-    assert '## Lockstep training' in report and 'PyTorch' in report and '![curves](compare-curves.png)' in report
-    assert 'lockstep    max drift' in capsys.readouterr().out
+    assert '## Twin training' in report and 'PyTorch' in report and '![curves](compare-curves.png)' in report
+    assert 'twins       max drift' in capsys.readouterr().out
 
 
 @pytest.mark.parametrize('argv,words', [
     (['--sections', 'colour'], 'invalid choice'),
-    (['--lockstep-steps', '0'], 'lockstep_steps must be an integer >= 1'),
+    (['--twin-steps', '0'], 'twin_steps must be an integer >= 1'),
     (['--train-limit', '3'], 'train_limit must be None or an integer >='),
     (['--lr', '-1'], '--lr must be'),
 ])

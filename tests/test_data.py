@@ -4,6 +4,7 @@ import hashlib
 import http.server
 import os
 import threading
+import warnings
 
 import mxnet as mx
 import numpy as np
@@ -107,32 +108,121 @@ def place(folder, n_train):
     return data.write_synthetic_fashion_mnist(folder, n_train=n_train, n_test=10)
 
 
-def test_search_order_root_env_project_system_mxnet(nowhere, monkeypatch):
+def test_default_search_order_is_project_system_mxnet(nowhere):
     places = {'mxnet': nowhere / 'mxnet' / 'datasets' / 'fashion-mnist', 'system': fm.SYSTEM_DIR,
-              'project': fm.PROJECT_DIR, 'env': nowhere / 'env', 'root': nowhere / 'root'}
-    monkeypatch.setenv(fm.ENV_VAR, str(places['env']))
+              'project': fm.PROJECT_DIR}
+    labels = {'mxnet': "MXNet's cache ($MXNET_HOME)", 'system': 'Debian package dataset-fashion-mnist',
+              'project': 'the project'}
     for n_train, (name, folder) in enumerate(places.items(), start=11):   # each place its own size
         place(folder, n_train)
-        found = data.load_fashion_mnist(places['root'], download=False, verify=False)
+        found = data.load_fashion_mnist(download=False, verify=False)
         assert len(found.train_images) == n_train, name                    # the later, higher place wins
+        assert found.source.place == labels[name] and found.source.folder == str(folder.resolve())
+
+
+@pytest.mark.parametrize('how', ['root', 'env'])
+def test_a_named_folder_is_the_only_place_read(nowhere, monkeypatch, how):
+    place(fm.SYSTEM_DIR, 30)                                          # a good copy elsewhere
+    named = nowhere / 'named'
+    if how == 'env':
+        monkeypatch.setenv(fm.ENV_VAR, str(named))
+    root = named if how == 'root' else None
+    with pytest.raises(data.DataNotFoundError, match=f'not found in {named}, the folder named by .*does not exist'):
+        data.load_fashion_mnist(root, download=False, verify=False)
+    named.mkdir()
+    with pytest.raises(data.DataNotFoundError, match='it holds none of the four files'):
+        data.load_fashion_mnist(root, download=False, verify=False)
+    place(named, 20)
+    found = data.load_fashion_mnist(root, download=False, verify=False)
+    assert len(found.train_images) == 20
+    assert found.source.place == ('root argument (--data-dir)' if how == 'root' else '$BN_GLUON_DATA')
+
+
+def test_the_root_argument_comes_before_the_environment_variable(nowhere, monkeypatch):
+    monkeypatch.setenv(fm.ENV_VAR, str(place(nowhere / 'env', 25)))
+    assert len(data.load_fashion_mnist(download=False, verify=False).train_images) == 25
+    found = data.load_fashion_mnist(place(nowhere / 'root', 15), download=False, verify=False)
+    assert len(found.train_images) == 15 and found.source.place == 'root argument (--data-dir)'
+
+
+NAMED_BROKEN = {   # what goes wrong in the named folder -> (verify, what the error says)
+    'cut gzip': (False, 'train-images-idx3-ubyte.gz: not a valid gzip file'),
+    'wrong labels': (False, 'train-labels-idx1-ubyte.gz: magic number'),
+    'missing file': (False, r'missing t10k-labels-idx1-ubyte\[\.gz\]'),
+    'other content': (True, 'train-images-idx3-ubyte.gz: content SHA-1 [0-9a-f]{40}, expected'),
+}
+
+
+@pytest.mark.parametrize('how', ['root', 'env'])
+@pytest.mark.parametrize('case', sorted(NAMED_BROKEN))
+def test_a_bad_named_folder_is_an_error_naming_the_file_not_a_fallback(nowhere, monkeypatch, case, how):
+    verify, message = NAMED_BROKEN[case]
+    named = place(nowhere / 'named', 20)
+    if case == 'cut gzip':
+        path = named / (data.FILES['train_images'] + '.gz')
+        path.write_bytes(path.read_bytes()[:200])
+    elif case == 'wrong labels':
+        corrupt(named, 'train_labels', idx_bytes(LABELS, IMAGES_MAGIC))
+    elif case == 'missing file':
+        (named / (data.FILES['test_labels'] + '.gz')).unlink()
+    if how == 'env':
+        monkeypatch.setenv(fm.ENV_VAR, str(named))
+    good = place(fm.SYSTEM_DIR, 30)                                   # a copy that would pass every check
+    monkeypatch.setattr(fm, 'SHA1', content_sha1(good))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')                                # not skipped with a warning either
+        with pytest.raises(data.DataError, match=message) as info:
+            data.load_fashion_mnist(named if how == 'root' else None, download=False, verify=verify)
+    assert f'{named} is the folder named by the' in str(info.value) and 'used as given' in str(info.value)
 
 
 def test_a_corrupt_copy_is_skipped_with_a_warning_for_the_next_good_one(nowhere, monkeypatch):
     place(fm.SYSTEM_DIR, 30)
     place(fm.PROJECT_DIR, 40)
     corrupt(fm.PROJECT_DIR, 'train_labels', b'garbage')
-    with pytest.warns(UserWarning, match='skipping .*project'):
+    with pytest.warns(UserWarning, match='skipping .*project.*train-labels-idx1-ubyte.gz: .*header'):
         found = data.load_fashion_mnist(download=False, verify=False)
-    assert len(found.train_images) == 30
+    assert len(found.train_images) == 30 and found.source.folder == str(fm.SYSTEM_DIR.resolve())
 
 
 def test_nothing_found_offline_lists_every_place_and_the_three_ways(nowhere):
     with pytest.raises(data.DataNotFoundError) as info:
-        data.load_fashion_mnist(nowhere / 'given', download=False)
+        data.load_fashion_mnist(download=False)
     text = str(info.value)
-    for expected in ('given', 'project', 'system', 'mxnet', 'apt-get install dataset-fashion-mnist',
+    for expected in ('project', 'system', 'mxnet', 'apt-get install dataset-fashion-mnist',
                      '--no-download', 'copy the four files'):
         assert expected in text
+
+
+# --- what was used --------------------------------------------------------------------------------------
+
+def test_the_data_carries_its_folder_files_and_their_sha1(synthetic, monkeypatch):
+    d = data.load_fashion_mnist(synthetic, download=False, verify=False)
+    train_images, train_labels, test_images, test_labels = d               # still four arrays to unpack
+    assert len(d) == 4 and train_images is d.train_images
+    source = d.source
+    assert source.folder == str(synthetic.resolve()) and source.place == 'root argument (--data-dir)'
+    expected = {data.FILES[k] + '.gz': sha1 for k, sha1 in content_sha1(synthetic).items()}
+    assert source.files == expected and list(source.files) == list(expected)   # in FILES order
+    assert not source.published and 'not the published Fashion-MNIST (other content in all four' in source.describe()
+    assert source.to_dict() == {'folder': source.folder, 'place': source.place, 'published': False,
+                                'files': expected}
+    monkeypatch.setattr(fm, 'SHA1', dict(content_sha1(synthetic), train_labels='0' * 40))
+    assert 'other content in train-labels-idx1-ubyte.gz)' in source.describe()
+    monkeypatch.setattr(fm, 'SHA1', content_sha1(synthetic))
+    assert source.published and source.describe() == f'{synthetic.resolve()} (root argument (--data-dir)), ' \
+                                                     'the published Fashion-MNIST'
+    assert data.read_folder(synthetic).source.place == 'read_folder'      # verified here: SHA1 is patched
+
+
+def test_an_uncompressed_file_is_recorded_under_its_own_name(synthetic, tmp_path):
+    for name in data.FILES.values():
+        (tmp_path / (name + '.gz')).write_bytes((synthetic / (name + '.gz')).read_bytes())
+    plain = tmp_path / data.FILES['test_labels']
+    plain.write_bytes(gzip.decompress((tmp_path / (plain.name + '.gz')).read_bytes()))
+    (tmp_path / (plain.name + '.gz')).unlink()
+    files = data.read_folder(tmp_path, verify=False).source.files
+    assert files[plain.name] == hashlib.sha1(plain.read_bytes()).hexdigest()
 
 
 # --- downloading ----------------------------------------------------------------------------------------
@@ -193,6 +283,26 @@ def test_a_bad_mirror_leaves_no_file_and_the_next_one_is_tried(nowhere, mirrors,
     assert list(fm.PROJECT_DIR.iterdir()) == []                  # not even a partial file
     data.download_fashion_mnist(fm.PROJECT_DIR, [mirrors[bad], mirrors['good']], progress=False)
     assert len(list(fm.PROJECT_DIR.iterdir())) == 4
+
+
+def test_an_empty_named_folder_is_filled_but_a_file_in_it_is_never_replaced(nowhere, mirrors, synthetic):
+    named = nowhere / 'named'
+    found = data.load_fashion_mnist(named, mirrors=[mirrors['good']])
+    assert sorted(p.name for p in named.iterdir()) == sorted(v + '.gz' for v in data.FILES.values())
+    assert not fm.PROJECT_DIR.exists() and found.source.folder == str(named.resolve())
+    path = named / (data.FILES['train_labels'] + '.gz')
+    path.write_bytes(gzip.compress(b'garbage'))
+    (named / (data.FILES['test_images'] + '.gz')).unlink()
+    with pytest.raises(data.DataError, match='(?s)train-labels-idx1-ubyte.gz: .*used as given'):
+        data.load_fashion_mnist(named, mirrors=[mirrors['good']])
+    assert gzip.decompress(path.read_bytes()) == b'garbage'           # left as it was
+    assert (named / (data.FILES['test_images'] + '.gz')).exists()     # the missing one was fetched
+
+
+def test_a_named_folder_that_cannot_be_filled_is_not_found(nowhere):
+    with pytest.raises(data.DataNotFoundError, match='not complete in .*named.* could not be downloaded'):
+        data.load_fashion_mnist(nowhere / 'named', mirrors=['http://127.0.0.1:9/'])
+    assert not fm.PROJECT_DIR.exists()
 
 
 def test_an_unreachable_mirror_ends_in_data_not_found(nowhere):

@@ -491,3 +491,32 @@ def test_cli_errors_name_the_problem_and_write_nothing(problem, message, tmp_pat
     assert exit_info.value.code == 2
     assert re.search(message, capsys.readouterr().err)
     assert (sorted(os.listdir(out)) if out.exists() else None) == before
+
+
+@pytest.mark.parametrize('how', ['truncated', 'foreign'])
+def test_cli_names_a_truncated_or_foreign_parameter_file_and_writes_nothing(how, tmp_path):
+    run = tmp_path / 'run'
+    write_run(run)
+    params = run / 'model.params'
+    raw = params.read_bytes()
+    params.write_bytes(raw[:len(raw) // 2] if how == 'truncated' else b'\x89HDF\r\n\x1a\n a Keras file')
+    result = cli(run, tmp_path / 'out')
+    assert result.returncode == 2
+    assert f'error: {params} is truncated or is not an MXNet parameter file' in result.stderr
+    assert 'Invalid NDArray file format' in result.stderr and 'Traceback' not in result.stderr
+    assert not (tmp_path / 'out').exists()
+
+
+def test_cli_reads_a_run_whose_config_records_its_data(tmp_path, capsys):
+    write_run(tmp_path / 'run')
+    config = json.loads((tmp_path / 'run' / 'config.json').read_text())
+    config['data'] = {'folder': '/data', 'place': 'root argument (--data-dir)', 'published': True,
+                      'files': {'train-images-idx3-ubyte.gz': 'b9bd999c0106c9b8b4b0cefce58c9a6060f27095'}}
+    (tmp_path / 'run' / 'config.json').write_text(json.dumps(config))
+    assert fold_main([str(tmp_path / 'run'), str(tmp_path / 'out')]) == 0
+    assert sorted(os.listdir(tmp_path / 'out')) == ['fold.json', 'folded-0000.params', 'folded-symbol.json']
+    (tmp_path / 'run' / 'config.json').write_text(json.dumps(config)[:-20])
+    with pytest.raises(SystemExit) as exit_info:
+        fold_main([str(tmp_path / 'run'), str(tmp_path / 'again')])
+    assert exit_info.value.code == 2 and 'config.json is truncated or not JSON' in capsys.readouterr().err
+    assert not (tmp_path / 'again').exists()

@@ -1,4 +1,4 @@
-"""bn_gluon.models: the LeNet in both styles, its norm registry, initialisation and parameter copying."""
+"""bn_gluon.models: the LeNet in both styles, its table of norms, initialisation and parameter copying."""
 import math
 
 import mxnet as mx
@@ -53,12 +53,27 @@ def test_batch_norm_sits_between_convolution_and_activation():
     assert (Y < 0).mean() > 0.3
 
 
-def test_registering_a_norm_is_one_dict_entry(monkeypatch):
-    monkeypatch.setitem(NORMS, 'gluon_instance', lambda channels: gluon.nn.InstanceNorm(in_channels=channels))
-    net = lenet('gluon_instance')
-    assert isinstance(net.bn2, gluon.nn.InstanceNorm)
+def test_a_norm_layer_goes_in_as_in_gluoncv():
+    """norm_layer= / norm_kwargs= build any normalization without touching the table of names."""
+    mx.random.seed(0)
+    net = lenet(norm_layer=gluon.nn.InstanceNorm, norm_kwargs={'scale': True}, dense_norm=False)
+    assert isinstance(net.bn2, gluon.nn.InstanceNorm) and net.bn2.gamma.shape == (50,)
     assert net(batch(2)).shape == (2, 10)
-    TrainConfig(norm='gluon_instance').validate()
+    fast = LeNet(norm_layer=bn_gluon.BatchNorm, norm_kwargs={'impl': 'fast'})
+    assert isinstance(fast.bn1, bn_gluon.BatchNorm) and fast.bn1._impl == 'fast' and fast.norm is None
+    assert lenet('scratch', norm_kwargs={'impl': 'fast'}).bn2._impl == 'fast'   # a name, its kwargs updated
+    with pytest.raises(ValueError, match="give the normalization by name \\(norm='gluon'\\) or as a layer"):
+        LeNet('gluon', norm_layer=bn_gluon.BatchNorm)
+
+
+def test_the_table_of_names_is_read_only_and_builds_each_layer_by_its_own_name():
+    with pytest.raises(TypeError):
+        NORMS['gluon_instance'] = models.Norm(gluon.nn.InstanceNorm, {})
+    with pytest.raises(TypeError):
+        NORMS['renorm'].kwargs['schedule'] = None
+    assert NORMS['renorm'].layer is bn_gluon.BatchRenorm
+    assert type(lenet('renorm').bn1) is bn_gluon.BatchRenorm
+    assert set(TrainConfig.__dataclass_fields__['norm'].metadata['choices']) == set(NORMS)
 
 
 def test_unknown_norm_names_the_registered_ones():
@@ -144,7 +159,7 @@ def test_copy_round_trip_and_mismatch():
     assert (values(net)['dense2.bias'] == 0).all()              # a copy, not a view
     other = raw_to_gluon(raw, lenet('scratch'))
     np.testing.assert_array_equal(values(other)['dense2.bias'], 7)
-    with pytest.raises(ValueError, match=r"only in the net \['bn3.beta"):
+    with pytest.raises(ValueError, match=r"the raw dict does not fit this network: missing \['bn3.beta"):
         raw_to_gluon(raw, lenet('scratch', dense_norm=True))
 
 

@@ -1,10 +1,15 @@
 """train.py end to end on generated data: the files a run writes, resume, eval, and flags it refuses."""
 import csv
+import gzip
+import hashlib
 import importlib.util
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import mxnet as mx
@@ -12,7 +17,7 @@ import numpy as np
 import pytest
 from mxnet import nd
 
-from bn_gluon.data import write_synthetic_fashion_mnist
+from bn_gluon.data import FILES, write_synthetic_fashion_mnist
 from bn_gluon.models import LeNet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,3 +156,126 @@ def test_missing_data_fails_in_words_and_writes_nothing(train_main, tmp_path, mo
     err = capsys.readouterr().err
     assert err.startswith('error: Fashion-MNIST was not found. Places searched:') and 'Traceback' not in err
     assert os.listdir(tmp_path) == []
+
+
+# --- the data a run used, and files it cannot use ------------------------------------------------------
+
+def sha1_of_content(folder):
+    """{file name: SHA-1 of its decompressed content}, computed here independently of bn_gluon.data."""
+    return {p.name: hashlib.sha1(gzip.decompress(p.read_bytes())).hexdigest()
+            for p in sorted(Path(folder).iterdir(), key=lambda p: list(FILES.values()).index(p.name[:-3]))}
+
+
+def test_the_summary_and_config_json_record_the_data_folder_and_files(first_run, data_dir):
+    out, result = first_run
+    with open(out / 'config.json') as f:
+        recorded = json.load(f)['data']
+    assert recorded == {'folder': str(Path(data_dir).resolve()), 'place': 'root argument (--data-dir)',
+                        'published': False, 'files': sha1_of_content(data_dir)}
+    assert f'  data: {Path(data_dir).resolve()} (root argument (--data-dir)), not the published' in result.stdout
+
+
+def test_a_run_folder_without_the_data_entry_still_evaluates_and_resumes(first_run, data_dir, tmp_path,
+                                                                          train_main, capsys):
+    old = tmp_path / 'old'
+    shutil.copytree(first_run[0], old)
+    config = json.loads((old / 'config.json').read_text())
+    del config['data']                                            # as runs were written before the entry
+    (old / 'config.json').write_text(json.dumps(config, indent=1))
+    flags = ['--data-dir', data_dir, '--no-verify', '--no-download']
+    assert train_main(['--eval', str(old), *flags]) == 0
+    assert train_main(['--resume', str(old), '--epochs', '3', '--quiet', *flags]) == 0
+    assert [m['epoch'] for m in rows(old / 'metrics.csv')] == ['1', '2', '3']
+    assert 'data' in json.loads((old / 'config.json').read_text())
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize('how', ['--data-dir', 'BN_GLUON_DATA'])
+def test_a_corrupt_file_in_the_named_folder_stops_the_run(data_dir, tmp_path, train_main, monkeypatch, capsys,
+                                                          how):
+    from bn_gluon.data import fashion_mnist
+    named = tmp_path / 'named'
+    shutil.copytree(data_dir, named)
+    image_file = named / 'train-images-idx3-ubyte.gz'
+    image_file.write_bytes(image_file.read_bytes()[:300])         # cut short
+    monkeypatch.setattr(fashion_mnist, 'SYSTEM_DIR', Path(data_dir))   # a good copy elsewhere is not taken
+    monkeypatch.delenv('BN_GLUON_DATA', raising=False)
+    work = tmp_path / 'work'
+    work.mkdir()
+    monkeypatch.chdir(work)
+    args = ['--no-verify', '--no-download', '--epochs', '1', '--out', 'run']
+    if how == '--data-dir':
+        args += ['--data-dir', str(named)]
+    else:
+        monkeypatch.setenv('BN_GLUON_DATA', str(named))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert train_main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f'error: {image_file}: not a valid gzip file') and 'Traceback' not in err
+    assert 'used as given' in err
+    assert os.listdir(work) == []                                 # no run folder
+
+
+def damage(path, how):
+    raw = path.read_bytes()
+    path.write_bytes(raw[:len(raw) // 2] if how == 'truncated' else b'PK\x03\x04 a zip archive, not parameters')
+
+
+@pytest.mark.parametrize('file,how,message', [
+    ('model.params', 'truncated', 'is truncated or is not an MXNet parameter file'),
+    ('model.params', 'foreign', 'is truncated or is not an MXNet parameter file'),
+    ('optimizer.states', 'truncated', 'is truncated or is not an MXNet parameter file'),
+    ('state.json', 'truncated', 'is truncated or not JSON'),
+])
+def test_resume_from_a_damaged_checkpoint_fails_in_words_and_writes_nothing(first_run, data_dir, tmp_path, file,
+                                                                             how, message):
+    run = tmp_path / 'run'
+    shutil.copytree(first_run[0], run)
+    damage(run / 'checkpoint' / file, how)
+    before = {p: p.read_bytes() for p in run.rglob('*') if p.is_file()}
+    result = cli('--resume', run, '--epochs', 3, '--data-dir', data_dir, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(f'error: {run / "checkpoint" / file} {message}')
+    assert 'Traceback' not in result.stderr and 'usage:' not in result.stderr
+    assert {p: p.read_bytes() for p in run.rglob('*') if p.is_file()} == before   # config.json untouched too
+    assert sorted(os.listdir(tmp_path)) == ['run']
+
+
+@pytest.mark.parametrize('target', ['run folder', 'params file'])
+@pytest.mark.parametrize('how', ['truncated', 'foreign'])
+def test_eval_of_a_damaged_parameter_file_fails_in_words(first_run, data_dir, tmp_path, train_main, capsys,
+                                                         target, how):
+    run = tmp_path / 'run'
+    shutil.copytree(first_run[0], run)
+    params = run / 'checkpoint' / 'model.params' if target == 'run folder' else run / 'model.params'
+    damage(params, how)
+    assert train_main(['--eval', str(run if target == 'run folder' else params), '--data-dir', data_dir,
+                       '--no-verify', '--no-download']) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f'error: {params} is truncated or is not an MXNet parameter file') and 'Copy it' in err
+
+
+def test_eval_of_another_networks_parameters_fails_in_words(first_run, data_dir, train_main, capsys):
+    out, _ = first_run
+    assert train_main(['--eval', str(out / 'model.params'), '--dense-norm', '--data-dir', data_dir,
+                       '--no-verify', '--no-download']) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {out / 'model.params'} does not fit this network") and 'bn3' in err
+
+
+def test_a_damaged_trainer_states_file_is_named(tmp_path):
+    from bn_gluon import checkpoint as ckpt
+    from bn_gluon.models import build_net, named_parameters
+    from bn_gluon.optim import make_optimizer
+    net = build_net('scratch')
+    net(nd.zeros((2, 1, 28, 28)))
+    optimizer = make_optimizer('trainer', named_parameters(net), 0.1, momentum=0.9)
+    folder = ckpt.save_checkpoint(str(tmp_path / 'checkpoint'), net, optimizer, {'epoch': 1, 'config': {}})
+    assert ckpt.find_checkpoint(folder) == folder
+    ckpt.load_checkpoint(folder, build_net('scratch'), optimizer)
+    damage(tmp_path / 'checkpoint' / 'optimizer.states', 'truncated')
+    with pytest.raises(ckpt.CheckpointError, match='optimizer.states is truncated or holds no optimizer states'):
+        ckpt.find_checkpoint(folder)
+    with pytest.raises(ckpt.CheckpointError, match='optimizer.states is truncated'):
+        ckpt.load_checkpoint(folder, build_net('scratch'), optimizer)

@@ -1,5 +1,8 @@
 """The comparison's results as a Markdown report and as a short table for the terminal."""
+import warnings
+
 from .semantics import CONVENTIONS
+from .twin_training import QUANTITIES
 
 
 def table(header, rows):
@@ -8,9 +11,16 @@ def table(header, rows):
     return '\n'.join(lines + ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows])
 
 
+def twin_summary(history):
+    """The largest difference of each quantity of twin training over all steps."""
+    return {q: max(history[q]) for q in QUANTITIES}
+
+
 def lockstep_summary(history):
-    """The largest difference of each quantity over all steps."""
-    return {q: max(history[q]) for q in ('output', 'loss', 'parameters', 'running_stats')}
+    """Deprecated name of :func:`twin_summary`; it goes in the next release."""
+    warnings.warn('markdown.lockstep_summary is now markdown.twin_summary; the old name goes in the next release.',
+                  FutureWarning, stacklevel=2)
+    return twin_summary(history)
 
 
 def semantics_table(checks):
@@ -48,9 +58,9 @@ def speed_table(rows):
 def resnet_table(results):
     rows = []
     for r in results:
-        s = lockstep_summary(r['lockstep'])
-        rows.append([r['name'], f"{r['inference']:.1e}", f"{r['lockstep']['output'][0]:.1e}",
-                     len(r['lockstep']['output']), f"{s['parameters']:.1e}", f"{s['running_stats']:.1e}",
+        s = twin_summary(r['training'])
+        rows.append([r['name'], f"{r['inference']:.1e}", f"{r['training']['output'][0]:.1e}",
+                     len(r['training']['output']), f"{s['parameters']:.1e}", f"{s['running_stats']:.1e}",
                      f"{r['inference_after']:.1e}"])
     return table(['model', 'inference output', 'training output (step 1)', 'SGD steps', 'parameters',
                   'running stats', 'inference output after'], rows)
@@ -66,10 +76,10 @@ def report(results):
              f"; {results['seconds']:.0f} s in all. Differences are max |scratch - gluon|."]
     if 'semantics' in results:
         parts += ['', '## Running statistics: who does what', '', semantics_table(results['semantics'])]
-    if 'lockstep' in results:
-        h = results['lockstep']
-        s, y = lockstep_summary(h), lockstep_summary(h['yardstick'])
-        parts += ['', '## Lockstep training', '',
+    if 'twins' in results:
+        h = results['twins']
+        s, y = twin_summary(h), twin_summary(h['yardstick'])
+        parts += ['', '## Twin training', '',
                   f"Two LeNets from the same initial parameters, fed the same {h['steps']} batches, stepped by "
                   f"the same hand-written SGD (constant lr). After step 1 the outputs differ by "
                   f"{h['output'][0]:.1e}. The yardstick is gluon's float32 LeNet against its float64 copy, "
@@ -77,7 +87,7 @@ def report(results):
                   table(['largest difference over all steps', 'output', 'loss', 'parameters', 'running stats'],
                         [['scratch vs gluon'] + [f'{s[q]:.1e}' for q in s],
                          ['gluon float32 vs float64'] + [f'{y[q]:.1e}' for q in y]]),
-                  '', '![lockstep](compare-lockstep.png)']
+                  '', '![twin training](compare-twins.png)']
     if 'runs' in results:
         parts += ['', f"## Full runs ({c['epochs']} epochs, {c['lr_schedule']} lr)", '',
                   runs_table(results['runs']['final']), '', '![curves](compare-curves.png)']
@@ -90,7 +100,7 @@ def report(results):
     if 'resnet' in results:
         parts += ['', '## gluoncv ResNets with norm_layer=bn_gluon.BatchNorm', '',
                   'Twins with the same parameters, compared in inference mode, in training mode, and over SGD '
-                  'steps in lockstep on generated CIFAR-shaped batches (largest difference over the steps). '
+                  'steps side by side on generated CIFAR-shaped batches (largest difference over the steps). '
                   "The yardstick rows train gluon's float32 network beside its float64 copy. Without an input "
                   "gradient, backward never reaches the v2 network's first batch norm (on the input), so "
                   "MXNet's CPU operator, which updates in backward, leaves its running statistics alone.",
@@ -104,9 +114,9 @@ def summary(results):
     if 'semantics' in results:
         ok = sum(c['same_values'] for c in results['semantics'])
         lines.append(f"semantics   {ok}/{len(results['semantics'])} conventions reproduced by a bn_gluon setting")
-    if 'lockstep' in results:
-        s = lockstep_summary(results['lockstep'])
-        lines.append(f"lockstep    max drift over {results['lockstep']['steps']} steps: output {s['output']:.1e}, "
+    if 'twins' in results:
+        s = twin_summary(results['twins'])
+        lines.append(f"twins       max drift over {results['twins']['steps']} steps: output {s['output']:.1e}, "
                      f"parameters {s['parameters']:.1e}, running stats {s['running_stats']:.1e}")
     for norm, m in results.get('runs', {}).get('final', {}).items():
         lines.append(f"run {norm:8s}test acc {m['test_acc']:.4f}, train acc {m['train_acc']:.4f}")
@@ -116,7 +126,7 @@ def summary(results):
     for r in results.get('speed', []):
         lines.append(f"speed       {r['case']}, {r['mode']}: scratch at {r['speed']['scratch']:.2f}x gluon")
     for r in results.get('resnet', []):
-        s = lockstep_summary(r['lockstep'])
+        s = twin_summary(r['training'])
         lines.append(f"resnet      {r['name']}: inference {r['inference']:.1e}, after steps parameters "
                      f"{s['parameters']:.1e}, running stats {s['running_stats']:.1e}")
     return '\n'.join(lines)

@@ -6,35 +6,27 @@ import json
 import os
 import platform
 import time
+import warnings
 
 import mxnet as mx
 from mxnet import nd
 
+from .. import plots
 from ..config import parse_ctx
+from ..experiment import load_data
 from ..models import lenet
-from . import figures, markdown, semantics
-from .lockstep import lenet_lockstep
+from . import markdown, semantics
 from .runs import final_table, train_norms
 from .speed import measure_speed
+from .twin_training import train_lenet_twins
 from .twins import RESNETS, compare_resnet, interchange
 
-SECTIONS = ('semantics', 'lockstep', 'runs', 'speed', 'resnet')
-TEST_BATCH = 1000
+SECTIONS = ('semantics', 'twins', 'runs', 'speed', 'resnet')
+RENAMED_SECTIONS = {'lockstep': 'twins'}   # old name -> new, accepted with a FutureWarning for one release
 
 
-def load_data(config, ctx, train_limit=None):
-    """(train_iter, test_iter) of Fashion-MNIST as ``config`` says, optionally the first ``train_limit`` images."""
-    from ..data import DataIter, load_fashion_mnist, to_nd   # the data module knows no model: import late
-    data = load_fashion_mnist(config.data_dir, download=config.download, verify=config.verify)
-    n = len(data.train_labels) if train_limit is None else train_limit
-    X, y = to_nd(data.train_images[:n], data.train_labels[:n], ctx)
-    X_test, y_test = to_nd(data.test_images, data.test_labels, ctx)
-    return (DataIter(X, y, config.batch_size, shuffle=True, seed=config.seed),
-            DataIter(X_test, y_test, TEST_BATCH, shuffle=False))
-
-
-def run_comparison(config, out, *, sections=SECTIONS, lockstep_steps=200, speed_rounds=5, resnet_steps=3,
-                   train_limit=None, log=print):
+def run_comparison(config, out, *, sections=SECTIONS, twin_steps=200, speed_rounds=5, resnet_steps=3,
+                   train_limit=None, log=print, lockstep_steps=None):
     """Run ``sections`` with ``config``'s shared hyperparameters; write the report into ``out``.
 
     Parameters
@@ -45,15 +37,22 @@ def run_comparison(config, out, *, sections=SECTIONS, lockstep_steps=200, speed_
         Output folder (created): report.md, results.json and compare-*.png.
     sections : sequence of str
         Any of ``SECTIONS``; the interchange check runs with 'runs' (it needs a trained network).
-    lockstep_steps, speed_rounds, resnet_steps : int
-        Training steps in lockstep; interleaved rounds of the speed measurement; SGD steps of the ResNets.
+    twin_steps, speed_rounds, resnet_steps : int
+        Steps of twin training; interleaved rounds of the speed measurement; SGD steps of the ResNets.
     train_limit : int or None
         Train on the first ``train_limit`` training images only (the test set stays whole).
+    lockstep_steps : int or None
+        The old name of ``twin_steps`` (FutureWarning); it goes in the next release.
     """
+    if lockstep_steps is not None:
+        warnings.warn('lockstep_steps is now twin_steps; the old name goes in the next release.', FutureWarning,
+                      stacklevel=2)
+        twin_steps = lockstep_steps
+    sections = renamed_sections(sections)
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
         raise ValueError(f'unknown sections {unknown}; choose from {", ".join(SECTIONS)}.')
-    for name, value in (('lockstep_steps', lockstep_steps), ('speed_rounds', speed_rounds),
+    for name, value in (('twin_steps', twin_steps), ('speed_rounds', speed_rounds),
                         ('resnet_steps', resnet_steps)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f'{name} must be an integer >= 1; got {value!r}.')
@@ -62,7 +61,7 @@ def run_comparison(config, out, *, sections=SECTIONS, lockstep_steps=200, speed_
                          f'got {train_limit!r}.')
     config.validate()
     ctx = parse_ctx(config.ctx)
-    data = load_data(config, ctx, train_limit) if {'lockstep', 'runs'} & set(sections) else None
+    data = load_data(config, ctx, train_limit=train_limit) if {'twins', 'runs'} & set(sections) else None
     os.makedirs(out, exist_ok=True)
     results = {'config': config.to_dict(), 'sections': list(sections), 'train_limit': train_limit,
                'machine': f'{platform.processor() or platform.machine()}, {os.cpu_count()} cores, '
@@ -71,22 +70,23 @@ def run_comparison(config, out, *, sections=SECTIONS, lockstep_steps=200, speed_
     if 'semantics' in sections:
         log('semantics: checking the running-statistics conventions')
         results['semantics'] = semantics.check_all()
-    if 'lockstep' in sections:
-        log(f'lockstep: {lockstep_steps} steps, scratch and gluon LeNets side by side')
-        history = lenet_lockstep(config, data[0], lockstep_steps, ctx)
-        yardstick = lenet_lockstep(config, data[0], lockstep_steps, ctx, float64=True)
-        results['lockstep'] = dict(history, steps=lockstep_steps, yardstick=yardstick)
-        figures.plot_lockstep(history, os.path.join(out, 'compare-lockstep.png'), yardstick)
+    if 'twins' in sections:
+        log(f'twins: {twin_steps} steps, scratch and gluon LeNets side by side')
+        history = train_lenet_twins(config, data[0], twin_steps, ctx)
+        yardstick = train_lenet_twins(config, data[0], twin_steps, ctx, float64=True)
+        results['twins'] = dict(history, steps=twin_steps, yardstick=yardstick)
+        plots.plot_twin_training(history, os.path.join(out, 'compare-twins.png'), yardstick)
     if 'runs' in sections:
         log(f'runs: {config.epochs} epochs each of norm none, scratch and gluon')
         histories, nets = train_norms(config, *data, ctx, log=log)
         results['runs'] = {'histories': histories, 'final': final_table(histories)}
-        figures.plot_runs(histories, os.path.join(out, 'compare-curves.png'))
+        plots.plot_curves(histories, os.path.join(out, 'compare-curves.png'),
+                          title='LeNet on Fashion-MNIST: no BN, scratch BN, gluon BN')
         results['interchange'] = _interchange(nets, data[1], ctx)
     if 'speed' in sections:
         log(f'speed: {speed_rounds} interleaved rounds')
         results['speed'] = measure_speed(config.batch_size, speed_rounds, ctx=ctx, log=log)
-        figures.plot_speed(results['speed'], os.path.join(out, 'compare-speed.png'))
+        plots.plot_speed(results['speed'], os.path.join(out, 'compare-speed.png'))
     if 'resnet' in sections:
         log(f'resnet: gluoncv twins, {resnet_steps} SGD steps each')
         results['resnet'] = []
@@ -104,6 +104,14 @@ def run_comparison(config, out, *, sections=SECTIONS, lockstep_steps=200, speed_
     with open(os.path.join(out, 'report.md'), 'w') as f:
         f.write(markdown.report(results))
     return results
+
+
+def renamed_sections(sections):
+    """``sections`` with old section names replaced by their new ones (FutureWarning for each old one)."""
+    for old in set(sections) & set(RENAMED_SECTIONS):
+        warnings.warn(f'section {old!r} is now {RENAMED_SECTIONS[old]!r}; the old name goes in the next release.',
+                      FutureWarning, stacklevel=3)
+    return [RENAMED_SECTIONS.get(s, s) for s in sections]
 
 
 def _interchange(nets, test_iter, ctx):

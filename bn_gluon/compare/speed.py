@@ -7,9 +7,10 @@ Two measurements, each imperative and hybridized:
 2. a whole LeNet training step (forward, loss, backward, hand-written SGD) in examples per second,
    with norm 'gluon', 'scratch' and 'none'.
 
-The machine may be shared, so absolute times wander. Every round runs all variants of a case back to
-back (the order reversed every other round), a ratio is taken within each round, and the report gives
-the median over rounds: a slow-down from a neighbour hits both sides of a ratio alike.
+``benchmarks/bench_bn.py`` times more variants with the same functions (:func:`training_step`,
+:func:`interleaved`). The machine may be shared, so absolute times wander. Every round runs all variants
+of a case back to back (the order reversed every other round), a ratio is taken within each round, and
+the report gives the median over rounds: a slow-down from a neighbour hits both sides of a ratio alike.
 """
 import time
 
@@ -18,6 +19,7 @@ import numpy as np
 from mxnet import autograd, gluon, nd
 
 from .. import BatchNorm
+from ..engine import train_step
 from ..models import lenet, named_parameters
 from ..optim import SGD
 
@@ -43,22 +45,29 @@ def layer_step(make_layer, shape, hybridize, ctx):
     return step
 
 
-def net_step(norm, batch_size, hybridize, ctx, lr=0.01):
-    """A closure running one LeNet training step on a fixed random batch."""
-    net = lenet(norm, ctx=ctx)
-    if hybridize:
-        net.hybridize()
+def training_step(net, batch_size, ctx=None, lr=0.01, momentum=0.0):
+    """A closure running one training step of ``net`` (:func:`bn_gluon.engine.train_step`) on a fixed batch.
+
+    The step of ``python train.py``: forward, loss, backward and the hand-written SGD update. The
+    benchmarks (``benchmarks/bench_bn.py``) time the same closure.
+    """
+    ctx = ctx or mx.cpu()
     X = nd.random.uniform(shape=(batch_size, 1, 28, 28), ctx=ctx)
     y = nd.array(np.arange(batch_size) % 10, ctx=ctx)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    optimizer = SGD(named_parameters(net), lr)
+    optimizer = SGD(named_parameters(net), lr, momentum)
 
     def step():
-        with autograd.record():
-            loss = loss_fn(net(X), y)
-        loss.backward()
-        optimizer.step(batch_size)
+        train_step(net, loss_fn, optimizer, X, y)
     return step
+
+
+def net_step(norm, batch_size, hybridize, ctx, lr=0.01):
+    """:func:`training_step` of a fresh LeNet with normalization ``norm``, hybridized or not."""
+    net = lenet(norm, ctx=ctx)
+    if hybridize:
+        net.hybridize()
+    return training_step(net, batch_size, ctx, lr)
 
 
 def interleaved(variants, rounds, repeats, warmup=1):

@@ -13,7 +13,8 @@ import numpy as np
 from mxnet import nd
 
 from .. import BatchNorm
-from .lockstep import copy_parameters, dtype_of, lockstep, max_abs_diff
+from ..models import copy_parameters
+from .twin_training import dtype_of, max_abs_diff, train_twins
 
 RESNETS = ('cifar_resnet20_v1', 'cifar_resnet20_v2')
 
@@ -50,12 +51,12 @@ def resnet_twins(name, ctx=None, seed=0, float64=False):
 
 def compare_resnet(name, steps=3, batch_size=8, lr=0.05, momentum=0.9, seed=0, ctx=None, input_grad=True,
                    hybridize=False, float64=False):
-    """Outputs of the twins in inference and training mode, then ``steps`` SGD steps in lockstep.
+    """Outputs of the twins in inference and training mode, then ``steps`` SGD steps side by side.
 
-    Returns a dict: ``inference`` (max |output difference| before training), ``lockstep`` (the
-    history of :func:`bn_gluon.compare.lockstep.lockstep`; its first ``output`` entry is the
+    Returns a dict: ``inference`` (max |output difference| before training), ``training`` (the
+    history of :func:`bn_gluon.compare.twin_training.train_twins`; its first ``output`` entry is the
     training-mode difference from equal parameters) and ``inference_after`` (after the steps).
-    ``input_grad`` is passed on to ``lockstep``: without it the first batch norm of a v2 ResNet never
+    ``input_grad`` is passed on to ``train_twins``: without it the first batch norm of a v2 ResNet never
     updates its running statistics under MXNet's CPU operator, and the twins drift apart there.
     ``hybridize`` compiles both networks (the scratch layer then runs as a custom operator);
     ``float64`` compares gluon's float32 network with its float64 copy instead (:func:`resnet_twins`).
@@ -72,8 +73,8 @@ def compare_resnet(name, steps=3, batch_size=8, lr=0.05, momentum=0.9, seed=0, c
 
     before = inference_difference()
     batches = [cifar_like(batch_size, seed + 2 + i, ctx) for i in range(steps)]
-    history = lockstep(ours, ref, batches, lr, momentum, input_grad=input_grad)
-    return {'name': name, 'inference': before, 'lockstep': history, 'inference_after': inference_difference()}
+    history = train_twins(ours, ref, batches, lr, momentum, input_grad=input_grad)
+    return {'name': name, 'inference': before, 'training': history, 'inference_after': inference_difference()}
 
 
 def interchange(src, dst, X):

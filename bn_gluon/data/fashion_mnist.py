@@ -3,8 +3,13 @@
 The same data ships in three wrappings: Zalando's original .gz files, the Debian package
 ``dataset-fashion-mnist`` (re-compressed) and MXNet's mirror (re-compressed again). Their gzip bytes
 differ, their content does not, so every copy is checked by the SHA-1 of the decompressed content.
+
+A folder the caller names (``root``, i.e. ``--data-dir``, or ``$BN_GLUON_DATA``) is used as given or is an
+error naming the file; only the default search skips a bad copy, with a warning. The loaded arrays carry
+their ``source``: the folder, how it was chosen, and each file with the SHA-1 of its content.
 """
 import collections
+import dataclasses
 import hashlib
 import os
 import tempfile
@@ -41,21 +46,67 @@ PROJECT_DIR = Path(__file__).resolve().parents[2] / 'data' / 'fashion-mnist'
 SYSTEM_DIR = Path('/usr/share/datasets/fashion-mnist')
 ENV_VAR = 'BN_GLUON_DATA'
 
-FashionMNIST = collections.namedtuple('FashionMNIST', 'train_images train_labels test_images test_labels')
-FashionMNIST.__doc__ = 'Fashion-MNIST as uint8 numpy arrays: images (N, 28, 28), labels (N,) in 0-9.'
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSource:
+    """Which copy was loaded: its folder, how that folder was chosen, and {file name: content SHA-1}."""
+
+    folder: str
+    place: str          # e.g. 'root argument (--data-dir)', '$BN_GLUON_DATA', 'the project'
+    files: dict         # in the order of FILES: train images, train labels, test images, test labels
+
+    @property
+    def published(self):
+        """True when every file holds the published Fashion-MNIST content (its SHA-1 is in ``SHA1``)."""
+        return list(self.files.values()) == [SHA1[k] for k in FILES]
+
+    def to_dict(self):
+        return {'folder': self.folder, 'place': self.place, 'published': self.published, 'files': dict(self.files)}
+
+    def describe(self):
+        """One line for a person: the folder, how it was chosen, and whether it is the published data."""
+        differ = [name for (name, sha1), key in zip(self.files.items(), FILES) if sha1 != SHA1[key]]
+        what = ('the published Fashion-MNIST' if not differ else
+                f'not the published Fashion-MNIST (other content in '
+                f'{"all four files" if len(differ) == len(FILES) else ", ".join(differ)})')
+        return f'{self.folder} ({self.place}), {what}'
+
+
+class FashionMNIST(collections.namedtuple('FashionMNIST', 'train_images train_labels test_images test_labels')):
+    """Fashion-MNIST as uint8 numpy arrays: images (N, 28, 28), labels (N,) in 0-9.
+
+    ``source`` is the :class:`DataSource` the arrays were read from (None for arrays put together by hand);
+    it is not one of the tuple's items, so unpacking gives the four arrays.
+    """
+    source = None
+
+    def __new__(cls, train_images, train_labels, test_images, test_labels, source=None):
+        self = super().__new__(cls, train_images, train_labels, test_images, test_labels)
+        self.source = source
+        return self
 
 
 class DataNotFoundError(FileNotFoundError):
     """No complete, verified copy of the data set anywhere, and none could be downloaded."""
 
 
+def named_folder(root=None):
+    """(how it was named, folder) of the folder given by ``root`` or else ``$BN_GLUON_DATA``; or None."""
+    for label, folder in (('root argument (--data-dir)', root), (f'${ENV_VAR}', os.environ.get(ENV_VAR))):
+        if folder:
+            return label, Path(folder)
+    return None
+
+
 def search_places(root=None):
-    """[(where it came from, folder)] in the order they are tried."""
+    """[(where it came from, folder)] in the order they are tried: a named folder alone, or the defaults."""
+    named = named_folder(root)
+    if named is not None:
+        return [named]
     mxnet_home = Path(os.environ.get('MXNET_HOME', Path.home() / '.mxnet'))
-    places = [('root argument (--data-dir)', root), (f'${ENV_VAR}', os.environ.get(ENV_VAR)),
-              ('the project', PROJECT_DIR), ('Debian package dataset-fashion-mnist', SYSTEM_DIR),
-              ("MXNet's cache ($MXNET_HOME)", mxnet_home / 'datasets' / 'fashion-mnist')]
-    return [(label, Path(folder)) for label, folder in places if folder]
+    return [('the project', PROJECT_DIR), ('Debian package dataset-fashion-mnist', SYSTEM_DIR),
+            ("MXNet's cache ($MXNET_HOME)", mxnet_home / 'datasets' / 'fashion-mnist')]
 
 
 def _file_in(folder, key):
@@ -68,44 +119,55 @@ def _file_in(folder, key):
 
 
 def _read_checked(path, key, verify):
-    """The decompressed content of ``path``; with ``verify``, only if its SHA-1 is the expected one."""
+    """(decompressed content of ``path``, its SHA-1); with ``verify``, only if the SHA-1 is the expected one."""
     content = decompress(path.read_bytes(), str(path))
-    if verify:
-        digest = hashlib.sha1(content).hexdigest()
-        if digest != SHA1[key]:
-            raise DataError(f'{path}: content SHA-1 {digest}, expected {SHA1[key]} '
-                            '(a different, truncated or corrupt file).')
-    return content
+    digest = hashlib.sha1(content).hexdigest()
+    if verify and digest != SHA1[key]:
+        raise DataError(f'{path}: content SHA-1 {digest}, expected {SHA1[key]} '
+                        '(a different, truncated or corrupt file).')
+    return content, digest
 
 
-def read_folder(folder, verify=True):
-    """The data set in ``folder``; DataError names the file and what is wrong with it."""
+def read_folder(folder, verify=True, place='read_folder'):
+    """The data set in ``folder``; DataError names the file and what is wrong with it.
+
+    ``place`` says how the folder was chosen; it goes into the result's ``source``.
+    """
+    folder = Path(folder)
     missing = [FILES[k] + '[.gz]' for k in FILES if _file_in(folder, k) is None]
     if missing:
         raise DataError(f'{folder}: missing {", ".join(missing)}')
-    arrays = {}
+    arrays, files = {}, {}
     for key in FILES:
         path = _file_in(folder, key)
         magic = IMAGES_MAGIC if key.endswith('images') else LABELS_MAGIC
-        arrays[key] = parse_idx(_read_checked(path, key, verify), str(path), magic)
+        content, files[path.name] = _read_checked(path, key, verify)
+        arrays[key] = parse_idx(content, str(path), magic)
     for split in ('train', 'test'):
         check_pair(arrays[f'{split}_images'], arrays[f'{split}_labels'],
                    FILES[f'{split}_images'], FILES[f'{split}_labels'])
-    return FashionMNIST(**arrays)
+    return FashionMNIST(**arrays, source=DataSource(str(folder.resolve()), place, files))
 
 
 def load_fashion_mnist(root=None, *, download=True, verify=True, mirrors=MIRRORS):
-    """Fashion-MNIST from the first complete, verified copy found; downloaded if there is none.
+    """Fashion-MNIST from a folder the caller names, or else from the first good copy found.
 
-    Searched in order: ``root``, ``$BN_GLUON_DATA``, ``data/fashion-mnist/`` in the project,
-    ``/usr/share/datasets/fashion-mnist/`` (Debian), ``$MXNET_HOME/datasets/fashion-mnist/``. Then, with
-    ``download``, the files are fetched into ``data/fashion-mnist/``. ``verify=False`` skips the SHA-1
-    check (for generated files) but never the structural checks.
+    A folder named by ``root`` (``--data-dir``) or, without it, by ``$BN_GLUON_DATA`` is used as given: a
+    missing, corrupt or (with ``verify``) different file in it is a DataError naming the file, never a
+    reason to take another copy. With ``download`` an empty or new named folder is filled, but no file
+    in it is replaced. Without a named folder the search goes ``data/fashion-mnist/`` in the project,
+    ``/usr/share/datasets/fashion-mnist/`` (Debian), ``$MXNET_HOME/datasets/fashion-mnist/``, skipping a
+    bad copy with a warning that names it; with ``download`` the files are then fetched into
+    ``data/fashion-mnist/``. ``verify=False`` skips the SHA-1 check (for generated files) but never the
+    structural checks. The result's ``source`` records the folder and each file's SHA-1.
     """
+    named = named_folder(root)
+    if named is not None:
+        return _load_named(*named, download=download, verify=verify, mirrors=mirrors)
     tried = []
-    for label, folder in search_places(root):
+    for label, folder in search_places():
         try:
-            return read_folder(folder, verify)
+            return read_folder(folder, verify, label)
         except DataError as e:
             tried.append(f'  {label}: {e}' if folder.exists() else f'  {label}: {folder} does not exist')
             if folder.exists() and any(_file_in(folder, k) for k in FILES):
@@ -113,7 +175,7 @@ def load_fashion_mnist(root=None, *, download=True, verify=True, mirrors=MIRRORS
     if download:
         try:
             download_fashion_mnist(PROJECT_DIR, mirrors)
-            return read_folder(PROJECT_DIR, verify)
+            return read_folder(PROJECT_DIR, verify, 'downloaded into the project')
         except (OSError, DataError) as e:
             tried.append(f'  download into {PROJECT_DIR}: {e}')
     raise DataNotFoundError(
@@ -125,16 +187,46 @@ def load_fashion_mnist(root=None, *, download=True, verify=True, mirrors=MIRRORS
         f'or a folder named by --data-dir or ${ENV_VAR}')
 
 
-def download_fashion_mnist(directory=PROJECT_DIR, mirrors=MIRRORS, *, timeout=30, progress=True):
+def _load_named(label, folder, *, download, verify, mirrors):
+    """The copy in ``folder``, which the caller named: used as given, or an error that says what is wrong."""
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f'{folder} (named by the {label}) is a file; name the folder that holds the four files.')
+    missing = [k for k in FILES if not folder.is_dir() or _file_in(folder, k) is None]
+    if missing and download:
+        try:
+            download_fashion_mnist(folder, mirrors, replace=False)
+        except (OSError, DataError) as e:
+            raise DataNotFoundError(f'Fashion-MNIST is not complete in {folder} (named by the {label}) and could '
+                                    f'not be downloaded into it: {e}\nCopy the four files there, or name another '
+                                    f'folder.') from None
+    elif len(missing) == len(FILES):
+        raise DataNotFoundError(
+            f'Fashion-MNIST was not found in {folder}, the folder named by the {label}: '
+            f'{"it holds none of the four files" if folder.is_dir() else "it does not exist"}. A named folder '
+            f'is the only place read. Run without --no-download to download the files into it, copy the four '
+            f'files ({", ".join(v + ".gz" for v in FILES.values())}) into it, or name no folder to search the '
+            f'standard places (see data/README.md).')
+    try:
+        return read_folder(folder, verify, label)
+    except DataError as e:
+        raise DataError(f'{e}\n{folder} is the folder named by the {label}, so it is used as given and no other '
+                        f'copy is tried. Replace the file named above (delete it and run without --no-download to '
+                        f'download it again), or name another folder.') from None
+
+
+def download_fashion_mnist(directory=PROJECT_DIR, mirrors=MIRRORS, *, timeout=30, progress=True, replace=True):
     """Fetch the missing or bad files into ``directory``, trying ``mirrors`` in turn; return it.
 
     Each file goes into a temporary file first and is renamed only once its SHA-1 is right, so an
-    interrupted or corrupt download leaves nothing that could pass for data.
+    interrupted or corrupt download leaves nothing that could pass for data. ``replace=False`` fetches
+    only the missing files and leaves every file already there as it is.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for key, name in FILES.items():
         path = directory / (name + '.gz')
+        if not replace and _file_in(directory, key) is not None:
+            continue
         try:
             _read_checked(path, key, verify=True)
             continue                                          # already there and good

@@ -3,8 +3,8 @@
 Usage: ``python -m bn_gluon.fold CHECKPOINT OUTDIR [--prefix folded]``. CHECKPOINT is what train.py
 wrote: the run folder (config.json + model.params), its checkpoint/ folder (state.json +
 model.params), or a .params file beside either. OUTDIR receives PREFIX-symbol.json, PREFIX-0000.params
-and fold.json; nothing is written when the checkpoint is missing, does not fit its configuration, or
-the folded network does not reproduce the original.
+and fold.json; nothing is written when the checkpoint is missing, truncated or not an MXNet parameter
+file, does not fit its configuration, or the folded network does not reproduce the original.
 """
 import argparse
 import sys

@@ -60,8 +60,14 @@ def find_run(path):
             raise ValueError(f'{path!r} holds no {ckpt.PARAMS}; give a run folder of train.py, its '
                              f'checkpoint/ folder, or the .params file itself.')
     if os.path.isfile(os.path.join(folder, RUN_CONFIG)):
-        with open(os.path.join(folder, RUN_CONFIG)) as f:
-            return params, json.load(f)
+        try:
+            with open(os.path.join(folder, RUN_CONFIG)) as f:
+                config = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f'{os.path.join(folder, RUN_CONFIG)} is truncated or not JSON ({e}); copy the run '
+                             f'folder again.') from None
+        config.pop('data', None)          # which data files the run read: a record, not a setting
+        return params, config
     if os.path.isfile(os.path.join(folder, ckpt.STATE)):
         return params, ckpt.read_state(folder)['config']
     raise ValueError(f'{folder!r} has no {RUN_CONFIG} or {ckpt.STATE}, so the network {params!r} belongs to '
@@ -77,13 +83,13 @@ def load_run(path, ctx=None):
     except (TypeError, ValueError) as e:
         raise ValueError(f'the configuration of {path!r} is not a train.py configuration: {e}') from None
     net = build_net(config.norm, config.style, config.dense_norm, ctx=ctx or mx.cpu())
+    ckpt.read_params(params)              # a truncated or foreign file: CheckpointError naming it
     try:
         ckpt.load_params(net, params)
-    except mx.base.MXNetError as e:
-        raise ValueError(f'{params!r} is not an MXNet parameter file ({str(e).splitlines()[0]}).') from None
     except ValueError as e:
-        raise ValueError(f'the parameters do not match the network the configuration describes (norm '
-                         f'{config.norm}, style {config.style}, dense_norm {config.dense_norm}): {e}') from None
+        raise ckpt.CheckpointError(f'the parameters do not match the network the configuration describes (norm '
+                                   f'{config.norm}, style {config.style}, dense_norm {config.dense_norm}): '
+                                   f'{e}') from None
     return net, config, params
 
 

@@ -1,0 +1,31 @@
+"""The article's LeNet-style CNN with batch norm, written twice: as Gluon blocks and as raw nd code.
+
+- :mod:`.lenet`: the Gluon :class:`LeNet`, any normalization in its BN slots (``norm=`` a name, or
+  ``norm_layer=`` / ``norm_kwargs=`` as in gluoncv's models);
+- :mod:`.norms`: the read-only table of normalizations by name behind ``train.py --norm``;
+- :mod:`.raw`: the articles' raw ``nd`` network and :class:`RawLeNet`, its adapter to the training loop;
+- :mod:`.params`: parameter names, initial values, and :func:`load_arrays`, the one way a name -> array
+  dict (a ``.params`` file, a raw dict, another net's values) goes into a network.
+"""
+from .lenet import ACTIVATIONS, INPUT_SHAPE, LAYERS, LeNet, check_input, lenet
+from .norms import (IMPERATIVE_NORMS, LENET_RENORM_SCHEDULE, NEEDS_POSITIONS, NORMS, RAW_NORMS, Norm, get_norm,
+                    group_count, make_group_norm, make_layer_norm, make_lrn)
+from .params import (RUNNING_STATS, copy_parameters, initial_value, is_running_stat, load_arrays,
+                     named_parameters)
+from .raw import RawLeNet, gluon_to_raw, init_raw_lenet, raw_lenet_forward, raw_to_gluon
+
+
+def build_net(norm='scratch', style='gluon', dense_norm=False, article_init=False, ctx=None):
+    """A ready network of either style: a Gluon :class:`LeNet` or a :class:`RawLeNet` around a raw dict."""
+    if style == 'gluon':
+        return lenet(norm, dense_norm, article_init, ctx)
+    if style == 'raw':
+        return RawLeNet(init_raw_lenet(norm, dense_norm, article_init, ctx), ctx)
+    raise ValueError(f"style must be 'gluon' or 'raw'; got {style!r}.")
+
+
+__all__ = ['LeNet', 'lenet', 'RawLeNet', 'init_raw_lenet', 'raw_lenet_forward', 'raw_to_gluon', 'gluon_to_raw',
+           'build_net', 'NORMS', 'Norm', 'get_norm', 'group_count', 'make_group_norm', 'make_layer_norm',
+           'make_lrn', 'LENET_RENORM_SCHEDULE', 'IMPERATIVE_NORMS', 'RAW_NORMS', 'NEEDS_POSITIONS', 'ACTIVATIONS',
+           'LAYERS', 'INPUT_SHAPE', 'RUNNING_STATS', 'check_input', 'named_parameters', 'initial_value',
+           'is_running_stat', 'load_arrays', 'copy_parameters']

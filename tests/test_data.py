@@ -170,7 +170,7 @@ def test_a_bad_named_folder_is_an_error_naming_the_file_not_a_fallback(nowhere, 
     good = place(fm.SYSTEM_DIR, 30)                                   # a copy that would pass every check
     monkeypatch.setattr(fm, 'SHA1', content_sha1(good))
     with warnings.catch_warnings():
-        warnings.simplefilter('error')                                # not skipped with a warning either
+        warnings.filterwarnings('error', message='skipping')         # not skipped with a warning either
         with pytest.raises(data.DataError, match=message) as info:
             data.load_fashion_mnist(named if how == 'root' else None, download=False, verify=verify)
     assert f'{named} is the folder named by {"--data-dir" if how == "root" else "$BN_GLUON_DATA"}' in str(info.value)

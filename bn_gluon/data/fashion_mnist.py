@@ -47,13 +47,12 @@ SYSTEM_DIR = Path('/usr/share/datasets/fashion-mnist')
 ENV_VAR = 'BN_GLUON_DATA'
 
 
-
 @dataclasses.dataclass(frozen=True)
 class DataSource:
     """Which copy was loaded: its folder, how that folder was chosen, and {file name: content SHA-1}."""
 
     folder: str
-    place: str          # e.g. 'root argument (--data-dir)', '$BN_GLUON_DATA', 'the project'
+    place: str          # e.g. '--data-dir (root argument)', '$BN_GLUON_DATA', 'the project'
     files: dict         # in the order of FILES: train images, train labels, test images, test labels
 
     @property
@@ -70,7 +69,7 @@ class DataSource:
         what = ('the published Fashion-MNIST' if not differ else
                 f'not the published Fashion-MNIST (other content in '
                 f'{"all four files" if len(differ) == len(FILES) else ", ".join(differ)})')
-        return f'{self.folder} ({self.place}), {what}'
+        return f'{self.folder} [{self.place}]: {what}'
 
 
 class FashionMNIST(collections.namedtuple('FashionMNIST', 'train_images train_labels test_images test_labels')):
@@ -93,7 +92,7 @@ class DataNotFoundError(FileNotFoundError):
 
 def named_folder(root=None):
     """(how it was named, folder) of the folder given by ``root`` or else ``$BN_GLUON_DATA``; or None."""
-    for label, folder in (('root argument (--data-dir)', root), (f'${ENV_VAR}', os.environ.get(ENV_VAR))):
+    for label, folder in (('--data-dir (root argument)', root), (f'${ENV_VAR}', os.environ.get(ENV_VAR))):
         if folder:
             return label, Path(folder)
     return None
@@ -154,8 +153,8 @@ def load_fashion_mnist(root=None, *, download=True, verify=True, mirrors=MIRRORS
 
     A folder named by ``root`` (``--data-dir``) or, without it, by ``$BN_GLUON_DATA`` is used as given: a
     missing, corrupt or (with ``verify``) different file in it is a DataError naming the file, never a
-    reason to take another copy. With ``download`` an empty or new named folder is filled, but no file
-    in it is replaced. Without a named folder the search goes ``data/fashion-mnist/`` in the project,
+    reason to take another copy. With ``download`` the files missing from it are fetched into it, but no
+    file in it is replaced. Without a named folder the search goes ``data/fashion-mnist/`` in the project,
     ``/usr/share/datasets/fashion-mnist/`` (Debian), ``$MXNET_HOME/datasets/fashion-mnist/``, skipping a
     bad copy with a warning that names it; with ``download`` the files are then fetched into
     ``data/fashion-mnist/``. ``verify=False`` skips the SHA-1 check (for generated files) but never the
@@ -190,18 +189,18 @@ def load_fashion_mnist(root=None, *, download=True, verify=True, mirrors=MIRRORS
 def _load_named(label, folder, *, download, verify, mirrors):
     """The copy in ``folder``, which the caller named: used as given, or an error that says what is wrong."""
     if folder.exists() and not folder.is_dir():
-        raise DataError(f'{folder} (named by the {label}) is a file; name the folder that holds the four files.')
+        raise DataError(f'{folder} (named by {label}) is a file; name the folder that holds the four files.')
     missing = [k for k in FILES if not folder.is_dir() or _file_in(folder, k) is None]
     if missing and download:
         try:
             download_fashion_mnist(folder, mirrors, replace=False)
         except (OSError, DataError) as e:
-            raise DataNotFoundError(f'Fashion-MNIST is not complete in {folder} (named by the {label}) and could '
+            raise DataNotFoundError(f'Fashion-MNIST is not complete in {folder} (named by {label}) and could '
                                     f'not be downloaded into it: {e}\nCopy the four files there, or name another '
                                     f'folder.') from None
     elif len(missing) == len(FILES):
         raise DataNotFoundError(
-            f'Fashion-MNIST was not found in {folder}, the folder named by the {label}: '
+            f'Fashion-MNIST was not found in {folder}, the folder named by {label}: '
             f'{"it holds none of the four files" if folder.is_dir() else "it does not exist"}. A named folder '
             f'is the only place read. Run without --no-download to download the files into it, copy the four '
             f'files ({", ".join(v + ".gz" for v in FILES.values())}) into it, or name no folder to search the '
@@ -209,7 +208,7 @@ def _load_named(label, folder, *, download, verify, mirrors):
     try:
         return read_folder(folder, verify, label)
     except DataError as e:
-        raise DataError(f'{e}\n{folder} is the folder named by the {label}, so it is used as given and no other '
+        raise DataError(f'{e}\n{folder} is the folder named by {label}, so it is used as given and no other '
                         f'copy is tried. Replace the file named above (delete it and run without --no-download to '
                         f'download it again), or name another folder.') from None
 

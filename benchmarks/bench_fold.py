@@ -18,6 +18,7 @@ import os
 import tempfile
 import time
 
+import bn_gluon  # first: it makes mxnet importable on numpy 1.24 and later
 import mxnet as mx
 import numpy as np
 from mxnet import nd

@@ -24,6 +24,7 @@ import argparse
 import itertools
 import time
 
+import bn_gluon  # first: it makes mxnet importable on numpy 1.24 and later
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon, nd

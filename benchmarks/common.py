@@ -4,6 +4,7 @@ import os
 import platform
 import sys
 
+import bn_gluon  # first: it makes mxnet importable on numpy 1.24 and later
 import mxnet as mx
 
 from bn_gluon.memory import keep_freed_memory

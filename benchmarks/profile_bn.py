@@ -19,6 +19,7 @@ import sys
 os.environ.setdefault('MXNET_EXEC_BULK_EXEC_TRAIN', '0')       # before mxnet is imported
 os.environ.setdefault('MXNET_EXEC_BULK_EXEC_INFERENCE', '0')
 
+import bn_gluon  # first: it makes mxnet importable on numpy 1.24 and later
 from mxnet import nd, profiler  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -7,6 +7,7 @@ from typing import Optional
 
 import mxnet as mx
 
+from .layers.batch_norm import IMPLS
 from .models import NORMS, RAW_NORMS, get_norm
 from .optim import LR_SCHEDULES
 from .parallel import KVSTORES
@@ -38,6 +39,10 @@ class TrainConfig:
     # The point of the project: the hand-written batch norm.
     norm: str = field(default='scratch', metadata=_opt('normalization after each convolution',
                                                        choices=tuple(NORMS)))
+    # The formulas the course reads, differentiated by MXNet; 'fast' is the opt-in custom operator with a
+    # hand-written backward (same numbers, for chain networks such as this LeNet; docs/performance.md).
+    impl: str = field(default='reference', metadata=_opt("how the scratch batch norm computes: 'reference' "
+                                                         "(the formulas as written) or 'fast'", choices=IMPLS))
     # The Gluon network is the one to hybridize and save; 'raw' is the article's dict of NDArrays.
     style: str = field(default='gluon', metadata=_opt('network written as Gluon blocks or as raw nd code',
                                                       choices=STYLES))
@@ -68,7 +73,7 @@ class TrainConfig:
     verify: bool = field(default=True, metadata=_opt('check the SHA-1 of the IDX files'))
     # None: runs/<date-time>-<norm>, so runs never overwrite each other.
     out: Optional[str] = field(default=None, metadata=_opt('output folder of the run'))
-    # A hybridized graph runs faster; the scratch batch norm runs there as a custom operator.
+    # A hybridized graph runs faster; the scratch batch norm's formulas run in it as they do imperatively.
     hybridize: bool = field(default=True, metadata=_opt('compile the Gluon network into a static graph'))
     # Off: a plain run trains. Given: load that checkpoint, evaluate it on the test set, write nothing.
     eval: Optional[str] = field(default=None, metadata=_opt('evaluate a checkpoint folder or .params file',
@@ -96,6 +101,10 @@ class TrainConfig:
         _expect(self.norm in NORMS, 'norm', self.norm, f'one of {", ".join(NORMS)}')
         get_norm(self.norm, self.dense_norm)
         _expect(self.style in STYLES, 'style', self.style, f'one of {", ".join(STYLES)}')
+        _expect(self.impl in IMPLS, 'impl', self.impl, f'one of {", ".join(IMPLS)}')
+        if self.impl != 'reference' and self.norm != 'scratch':
+            raise ValueError(f"--impl {self.impl} chooses how the scratch batch norm computes; it needs --norm "
+                             f"scratch, got --norm {self.norm}.")
         _expect(self.optimizer in OPTIMIZERS, 'optimizer', self.optimizer, f'one of {", ".join(OPTIMIZERS)}')
         _expect(0 <= self.momentum < 1, 'momentum', self.momentum, 'a number in [0, 1)')
         _expect(self.weight_decay >= 0, 'weight_decay', self.weight_decay, 'a number >= 0')

@@ -21,7 +21,7 @@ from .models import IMPERATIVE_NORMS, build_net
 from .plots import plot_curves
 
 # What a resumed run may change: how long, where, and how it is shown. The rest decides the numbers.
-RESUMABLE = ('epochs', 'quiet', 'out', 'data_dir', 'download', 'verify', 'ctx', 'hybridize', 'resume')
+RESUMABLE = ('epochs', 'quiet', 'out', 'data_dir', 'download', 'verify', 'ctx', 'hybridize', 'impl', 'resume')
 TEST_BATCH = 1000   # inference keeps no graph, so big batches only cost memory
 
 
@@ -92,7 +92,7 @@ def make_net(config, ctx):
     ctxs = ctx if isinstance(ctx, (list, tuple)) else [ctx]
     mx.random.seed(config.seed)
     np.random.seed(config.seed)
-    net = build_net(config.norm, config.style, config.dense_norm, config.article_init, ctxs[0])
+    net = build_net(config.norm, config.style, config.dense_norm, config.article_init, ctxs[0], config.impl)
     if len(ctxs) > 1:
         net.collect_params().reset_ctx(ctxs)                     # copies device 0's values to the others
     if config.hybridize and config.style == 'gluon' and config.norm not in IMPERATIVE_NORMS:

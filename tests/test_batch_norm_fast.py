@@ -270,8 +270,8 @@ def test_hybridized_fast_layer_says_it_is_for_chains():
 
 
 AFTER_HYBRIDIZED = """
-from mxnet import autograd, nd
 import bn_gluon
+from mxnet import autograd, nd
 from bn_gluon.functional.fast import kernels
 layer = bn_gluon.BatchNorm(in_channels=20, impl='fast')
 layer.initialize()

@@ -287,17 +287,21 @@ def test_inside_a_hybridized_network():
     assert steps_of(seq[0]) == steps_of(alone) == 3
 
 
-def test_renorm_is_an_option_of_the_scratch_batch_norm():
+def test_the_old_renorm_option_warns_and_still_builds_batch_renorm():
     schedule = RenormSchedule.constant(1.5, 0.5)
-    layer = bn_gluon.BatchNorm(renorm=schedule, momentum=0.8, in_channels=4)
+    with pytest.warns(FutureWarning, match=r'BatchNorm\(renorm=...\) is deprecated.*BatchRenorm'):
+        layer = bn_gluon.BatchNorm(renorm=schedule, momentum=0.8, in_channels=4)
     assert type(layer) is bn_gluon.BatchRenorm and layer.schedule == schedule
     assert layer._kwargs['momentum'] == 0.8                       # the other arguments reach BatchNorm
-    assert bn_gluon.BatchNorm(renorm=True).schedule == RenormSchedule()
+    with pytest.warns(FutureWarning):
+        assert bn_gluon.BatchNorm(renorm=True).schedule == RenormSchedule()
     for off in (None, False):
         plain = bn_gluon.BatchNorm(renorm=off)
         assert type(plain) is bn_gluon.BatchNorm and not hasattr(plain, 'num_steps')
     # The option and the class give the same numbers, step by step.
-    twins = [make(bn_gluon.BatchNorm, False, renorm=schedule), make(bn_gluon.BatchRenorm, False, schedule=schedule)]
+    with pytest.warns(FutureWarning):
+        old = make(bn_gluon.BatchNorm, False, renorm=schedule)
+    twins = [old, make(bn_gluon.BatchRenorm, False, schedule=schedule)]
     rng = np.random.RandomState(10)
     for _ in range(2):
         X, dY = nd.array(rng.normal(2.0, 3.0, size=SHAPE)), nd.array(rng.normal(size=SHAPE))
@@ -307,7 +311,7 @@ def test_renorm_is_an_option_of_the_scratch_batch_norm():
 
 
 def test_renorm_option_refuses_contradictions():
-    with pytest.raises(TypeError, match='schedule must be a RenormSchedule; got str'):
+    with pytest.raises(TypeError, match='schedule must be a RenormSchedule; got str'), pytest.warns(FutureWarning):
         bn_gluon.BatchNorm(renorm='paper')
     with pytest.raises(ValueError, match='two schedules'):
         bn_gluon.BatchRenorm(schedule=RenormSchedule(), renorm=RenormSchedule.constant(2, 1))

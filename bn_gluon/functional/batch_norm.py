@@ -14,6 +14,8 @@ Momentum convention (MXNet's, used everywhere in bn_gluon)::
 PyTorch and d2l master write the same average the other way round, ``moving = (1 - m) * moving + m * batch``
 with ``m = 0.1``: their ``m`` is ``1 - momentum`` here.
 """
+from collections import namedtuple
+
 import numpy as np
 from mxnet import autograd, nd
 
@@ -34,46 +36,80 @@ def stat_axes(ndim, axis=1):
     return tuple(a for a in range(ndim) if a != axis % ndim)
 
 
+# X seen as one row per (example, channel), with a row of ones and an (N, C) grid to shape things by
+Rows = namedtuple('Rows', 'data ones grid')
+
+
 def as_rows(F, X, axis=1):
-    """``X`` with its channel ``axis`` 1 seen as rows, (N, C, H, W) -> (N, C, H*W); other axes: ``X`` itself.
+    """``X`` as rows, (N, C, H, W) -> (N*C, H*W): one per (example, channel), a channel's values in N rows.
 
-    Each (example, channel) pair is then one contiguous row, which MXNet's CPU reduces and broadcasts
-    over several times faster than over the original axes. ``F.reshape_like(Y, X)`` turns results back.
-    """
-    return F.reshape(X, shape=(0, 0, -1)) if axis == 1 else X
-
-
-def channel_mean(F, X, axis=1):
-    """Mean over every axis but the channel ``axis``, kept for broadcasting: (N, C, S) -> (1, C, 1).
-
-    With channel axis 1, ``X`` is the rows view of :func:`as_rows`: each row is averaged by global
-    average pooling, then the rows over the examples, the numbers of ``X.mean(axis=(0, 2),
-    keepdims=True)`` about 10x faster on MXNet's CPU, whose generic reductions are slow.
+    Also a (1, H*W) row of ones and an (N, C) grid, which the helpers below shape their results by. A
+    channel axis other than 1 is first swapped into place. :func:`from_rows` turns results back.
     """
     if axis != 1:
-        return F.mean(X, axis=axis, exclude=True, keepdims=True)
-    row_means = F.Pooling(X, kernel=(1,), global_pool=True, pool_type='avg')  # (N, C, S) -> (N, C, 1)
-    return F.mean(row_means, axis=0, keepdims=True)                           # -> (1, C, 1)
+        X = F.swapaxes(X, dim1=1, dim2=axis)
+    data = F.reshape(X, shape=(-3, -1))                                     # (N*C, S)
+    ones = F.ones_like(F.slice_axis(data, axis=0, begin=0, end=1))          # (1, S)
+    grid = F.reshape_like(F.slice_axis(data, axis=1, begin=0, end=1), X,    # (N*C, 1) -> (N, C)
+                          lhs_begin=0, lhs_end=2, rhs_begin=0, rhs_end=2)
+    return Rows(data, ones, grid)
 
 
-def batch_moments(F, X, axis=1):
-    """Equations 1 and 2 on a rows view: the batch mean and the biased batch variance, kept to broadcast."""
-    mean = channel_mean(F, X, axis)                                            # mu_B
-    var = channel_mean(F, F.square(F.broadcast_sub(X, mean)), axis)            # sigma_B^2, divides by m
-    return mean, var
+def from_rows(F, Y, X, axis=1):
+    """Rows ``Y`` (N*C, S) back to the shape of ``X`` (the input :func:`as_rows` was given)."""
+    if axis == 1:
+        return F.reshape_like(Y, X)
+    return F.swapaxes(F.reshape_like(Y, F.swapaxes(X, dim1=1, dim2=axis)), dim1=1, dim2=axis)
 
 
-def normalize(F, X, mean, var, gamma, beta, eps):
-    """Equations 3 and 4: ``gamma * (X - mean) / sqrt(var + eps) + beta``; statistics shaped to broadcast.
+def channel_mean(F, Z, rows):
+    """Per-channel mean of ``Z``, laid out as ``rows`` (N*C, S): a (1, C) vector.
 
-    ``gamma`` / ``beta`` are (C,) vectors or None (scale 1 / shift 0).
+    The row means are one matrix-vector product with a row of 1/S; the N rows of each channel are then
+    averaged in the small (N, C) grid. MXNet's generic reductions (``Z.mean(axis=...)``) compute the
+    same numbers, but on the CPU they and their gradients take tens of times longer than a matrix
+    product (docs/performance.md).
     """
-    X_hat = F.broadcast_div(F.broadcast_sub(X, mean), F.sqrt(var + eps))      # zero mean, unit variance
-    if gamma is not None:
-        X_hat = F.broadcast_mul(X_hat, F.reshape_like(gamma, mean))
-    if beta is not None:
-        X_hat = F.broadcast_add(X_hat, F.reshape_like(beta, mean))
-    return X_hat
+    row_means = F.dot(Z, F.broadcast_div(rows.ones, F.sum(rows.ones)), transpose_b=True)   # (N*C, 1)
+    return F.mean(F.reshape_like(row_means, rows.grid), axis=0, keepdims=True)            # (N, C) -> (1, C)
+
+
+def per_channel(F, v, rows):
+    """A per-channel vector (any shape holding C values) laid along every row: (C,) -> (N*C, S).
+
+    A matrix product of a column by the row of ones, so the gradient back to ``v`` is a matrix
+    product too, not a slow reduction.
+    """
+    column = F.reshape(F.broadcast_like(F.reshape(v, shape=(1, -1)), rows.grid), shape=(-1, 1))  # (N*C, 1)
+    return F.dot(column, rows.ones)
+
+
+def center(F, rows, mean):
+    """``x - mean`` on ``rows``, ``mean`` holding one value per channel."""
+    return rows.data - per_channel(F, mean, rows)
+
+
+def batch_moments(F, rows):
+    """Equations 1 and 2: the batch mean and the biased batch variance of each channel, (1, C) each.
+
+    Also ``x - mean``, on which the variance is computed and which :func:`normalize` scales.
+    """
+    mean = channel_mean(F, rows.data, rows)                                   # mu_B
+    centered = center(F, rows, mean)                                          # x - mu_B
+    var = channel_mean(F, F.square(centered), rows)                           # sigma_B^2, divides by m
+    return mean, var, centered
+
+
+def normalize(F, centered, var, gamma, beta, eps, rows):
+    """Equations 3 and 4, ``gamma * (x - mean) / sqrt(var + eps) + beta``, from ``centered = x - mean``.
+
+    Dividing by sigma and multiplying by gamma are one scale per channel, ``gamma / sqrt(var + eps)``;
+    ``var``, ``gamma`` and ``beta`` hold one value per channel, ``gamma`` / ``beta`` None mean 1 / 0.
+    """
+    scale = 1 / F.sqrt(var + eps) if gamma is None else F.broadcast_div(F.reshape_like(gamma, var),
+                                                                          F.sqrt(var + eps))
+    Y = centered * per_channel(F, scale, rows)                                # gamma * x_hat
+    return Y if beta is None else Y + per_channel(F, beta, rows)
 
 
 def moving_average(moving, batch, momentum):
@@ -149,17 +185,16 @@ def batch_norm(X, gamma, beta, moving_mean, moving_var, *, training, momentum=0.
         Also return the (C,) mean and variance the output was normalized with: ``(Y, mean, var)``.
     """
     axis, C, m = check_batch_norm(X, gamma, beta, moving_mean, moving_var, training, momentum, eps, axis)
-    dtype, X_in = X.dtype, X
-    X = as_rows(nd, at_least_float32(X), axis)                   # (N, C, H, W) -> (N, C, H*W)
+    dtype, X = X.dtype, at_least_float32(X)
+    rows = as_rows(nd, X, axis)                                  # (N, C, H, W) -> (N*C, H*W)
     if training:
-        mean, var = batch_moments(nd, X, axis)                   # -> (1, C, 1) each
+        mean, var, centered = batch_moments(nd, rows)
         update_moving_stats(moving_mean, moving_var, mean, var, momentum, var_correction(m, unbiased_var))
     else:
-        shape = channel_shape(X.ndim, axis)
-        mean = moving_mean.reshape(shape).astype(X.dtype, copy=False)
-        var = moving_var.reshape(shape).astype(X.dtype, copy=False)
+        mean, var = moving_mean.astype(X.dtype, copy=False), moving_var.astype(X.dtype, copy=False)
+        centered = center(nd, rows, mean)
     gamma, beta = (None if v is None else v.astype(X.dtype, copy=False) for v in (gamma, beta))
-    Y = normalize(nd, X, mean, var, gamma, beta, eps).reshape(X_in.shape).astype(dtype, copy=False)
+    Y = from_rows(nd, normalize(nd, centered, var, gamma, beta, eps, rows), X, axis).astype(dtype, copy=False)
     return (Y, mean.reshape((C,)), var.reshape((C,))) if return_stats else Y
 
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from mxnet import autograd, nd
 
 from ._checks import check_batch_norm
-from .batch_norm import (as_rows, at_least_float32, batch_moments, batch_norm, normalize, update_moving_stats,
-                         var_correction)
+from .batch_norm import (as_rows, at_least_float32, batch_moments, batch_norm, from_rows, normalize,
+                         update_moving_stats, var_correction)
 
 
 @dataclass(frozen=True)
@@ -95,25 +95,25 @@ def batch_renorm(X, gamma, beta, moving_mean, moving_var, *, training, rmax, dma
     if not training:  # inference is batch norm's: the moving statistics alone
         return batch_norm(X, gamma, beta, moving_mean, moving_var, training=False, momentum=momentum, eps=eps,
                           axis=axis)
-    dtype, X_in = X.dtype, X
-    X = as_rows(nd, at_least_float32(X), axis)                   # (N, C, H, W) -> (N, C, H*W)
-    mean, var = batch_moments(nd, X, axis)                       # -> (1, C, 1) each
+    dtype, X = X.dtype, at_least_float32(X)
+    rows = as_rows(nd, X, axis)                                  # (N, C, H, W) -> (N*C, H*W)
+    mean, var, centered = batch_moments(nd, rows)                # (1, C), (1, C), x - mean
     with autograd.pause():  # r and d are constants of the step: no gradient flows through them
         r, d = renorm_correction(nd, mean, var, moving_mean.reshape_like(mean), moving_var.reshape_like(mean),
                                  rmax, dmax, eps)
     update_moving_stats(moving_mean, moving_var, mean, var, momentum, var_correction(m, unbiased_var))
-    Y = renormalize(nd, X, mean, var, r, d, gamma, beta, eps)
-    return Y.reshape(X_in.shape).astype(dtype, copy=False)
+    Y = renormalize(nd, centered, var, r, d, gamma, beta, eps, rows)
+    return from_rows(nd, Y, X, axis).astype(dtype, copy=False)
 
 
-def renormalize(F, X, mean, var, r, d, gamma, beta, eps):
+def renormalize(F, centered, var, r, d, gamma, beta, eps, rows):
     """``gamma * (x_hat * r + d) + beta``: batch norm's :func:`normalize` with the scale ``gamma * r`` and
-    the shift ``gamma * d + beta`` (statistics, r and d shaped to broadcast; gamma / beta (C,) or None)."""
+    the shift ``gamma * d + beta`` (``centered = x - mean``; var, r and d (1, C); gamma / beta (C,) or None)."""
     scale = r if gamma is None else F.broadcast_mul(F.reshape_like(gamma, r), r)
     shift = d if gamma is None else F.broadcast_mul(F.reshape_like(gamma, d), d)
     if beta is not None:
         shift = F.broadcast_add(shift, F.reshape_like(beta, d))
-    return normalize(F, X, mean, var, scale, shift, eps)
+    return normalize(F, centered, var, scale, shift, eps, rows)
 
 
 def renorm_correction(F, mean, var, moving_mean, moving_var, rmax, dmax, eps):

@@ -18,7 +18,7 @@ equal.
 from mxnet import nd
 
 from ._checks import check_array, check_axis
-from .batch_norm import (as_rows, batch_moments, batch_norm, channel_shape, input_gradient, normalize,
+from .batch_norm import (as_rows, batch_moments, batch_norm, center, channel_shape, from_rows, input_gradient, normalize,
                          stat_axes, update_moving_stats, var_correction)
 
 
@@ -36,7 +36,7 @@ def local_moments(X, axis=1):
         The channel axis.
     """
     m = X.size // X.shape[axis]
-    mean, var = batch_moments(nd, as_rows(nd, X, axis), axis)   # (N_k, C, H, W) -> (1, C, 1) each
+    mean, var, _ = batch_moments(nd, as_rows(nd, X, axis))      # (N_k, C, H, W) -> (1, C) each
     return m, mean.reshape((-1,)) * m, var.reshape((-1,)) * m    # (C,) each
 
 
@@ -102,10 +102,8 @@ def normalize_slice(X, mean, var, gamma, beta, eps, axis=1):
     Under autograd the gradient reaches every device: ``mean`` and ``var`` depend on all slices through
     the copies that brought their moments here, and MXNet differentiates through those copies.
     """
-    rows = as_rows(nd, X, axis)                                  # (N_k, C, H, W) -> (N_k, C, H*W)
-    shape = channel_shape(rows.ndim, axis)
-    Y = normalize(nd, rows, mean.reshape(shape), var.reshape(shape), gamma, beta, eps)
-    return Y.reshape(X.shape)
+    rows = as_rows(nd, X, axis)                                  # (N_k, C, H, W) -> (N_k*C, H*W)
+    return from_rows(nd, normalize(nd, center(nd, rows, mean), var, gamma, beta, eps, rows), X, axis)
 
 
 def sync_batch_norm_backward(dYs, Xs, gammas, mean, var, eps, axis=1):

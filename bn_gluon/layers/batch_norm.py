@@ -11,7 +11,7 @@ from mxnet.gluon import HybridBlock
 from ..functional import batch_norm, fast
 from ..functional._checks import check_eps, check_momentum
 from ..functional._shapes import tie_shape
-from ..functional.batch_norm import as_rows, batch_moments, normalize
+from ..functional.batch_norm import as_rows, batch_moments, center, from_rows, normalize
 from ._moving_stats_op import moving_stats
 
 IMPLS = ('reference', 'fast')
@@ -99,6 +99,12 @@ class BatchNorm(HybridBlock):
         self._half = str(dtype) in ('float16', "<class 'numpy.float16'>")
         super().cast('float32' if self._half else dtype)  # half-precision nets keep float32 statistics
 
+    def forward(self, x, *args):
+        if isinstance(x, nd.NDArray) and x.size == 0:  # MXNet's own error would come from deep in a graph
+            raise ValueError(f"{self.name} got an input of shape {x.shape}: a batch with no values has no "
+                             f"statistics to normalize with. Skip empty batches (e.g. drop a short last batch).")
+        return super().forward(x, *args)
+
     def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var):
         k = self._kwargs
         if self._impl == 'fast':
@@ -119,13 +125,13 @@ class BatchNorm(HybridBlock):
         ``unused``: a Parameter the formulas do not read, kept in the graph (Gluon infers shapes there).
         """
         k = self._kwargs
-        X = as_rows(F, F.cast(x, 'float32') if self._half else x, k['axis'])   # (N, C, H, W) -> (N, C, H*W)
-        mean, var = batch_moments(F, X, k['axis'])                               # (1, C, 1) each
+        X = F.cast(x, 'float32') if self._half else x
+        rows = as_rows(F, X, k['axis'])                                          # (N, C, H, W) -> (N*C, H*W)
+        mean, var, _ = batch_moments(F, rows)                                    # (1, C) each
         scale, beta = tie_shape(F, (gamma_param, beta), F.reshape(mean, shape=(-1,)))
         gamma = scale if k['scale'] else None                    # scale=False: gamma is 1, as in gluon
         if k['use_global_stats']:
-            running_mean, running_var = tie_shape(F, (running_mean, running_var), F.reshape(mean, shape=(-1,)))
-            mean, var = F.reshape_like(running_mean, mean), F.reshape_like(running_var, var)
+            mean, var = tie_shape(F, (running_mean, running_var), F.reshape(mean, shape=(-1,)))
             if unused is not None:
                 mean = F.broadcast_add(mean, F.zeros_like(unused))
         else:
@@ -133,7 +139,8 @@ class BatchNorm(HybridBlock):
                 F, mean, var, x, running_mean, running_var, momentum=k['momentum'], unbiased_var=k['unbiased_var'])
             mean = F.where(training, mean, moving_mean)          # the batch's in training, else the running
             var = F.where(training, var, moving_var)
-        Y = F.reshape_like(normalize(F, X, mean, var, gamma, beta, k['eps']), x)
+        Y = normalize(F, center(F, rows, mean), var, gamma, beta, k['eps'], rows)   # with the statistics in use
+        Y = from_rows(F, Y, X, k['axis'])
         return F.cast(Y, 'float16') if self._half else Y
 
     def __repr__(self):

@@ -7,7 +7,7 @@ from mxnet import autograd, nd
 
 from ..functional import batch_norm
 from ..functional._shapes import tie_shape
-from ..functional.batch_norm import as_rows, batch_moments
+from ..functional.batch_norm import as_rows, batch_moments, center, from_rows
 from ..functional.batch_renorm import RenormSchedule, batch_renorm, renorm_correction, renormalize
 from ._moving_stats_op import moving_stats
 from .batch_norm import BatchNorm
@@ -77,8 +77,9 @@ class BatchRenorm(BatchNorm):
         k = self._kwargs
         if k['use_global_stats']:
             return super()._graph(F, x, gamma_param, beta, running_mean, running_var, unused=num_steps)
-        X = as_rows(F, F.cast(x, 'float32') if self._half else x, k['axis'])   # (N, C, H, W) -> (N, C, H*W)
-        mean, var = batch_moments(F, X, k['axis'])
+        X = F.cast(x, 'float32') if self._half else x
+        rows = as_rows(F, X, k['axis'])                                          # (N, C, H, W) -> (N*C, H*W)
+        mean, var, _ = batch_moments(F, rows)                                    # (1, C) each
         scale, beta = tie_shape(F, (gamma_param, beta), F.reshape(mean, shape=(-1,)))
         gamma = scale if k['scale'] else None                    # scale=False: gamma is 1, as in gluon
         training, moving_mean, moving_var, rmax, dmax = moving_stats(
@@ -89,7 +90,8 @@ class BatchRenorm(BatchNorm):
         # inference: batch norm with the running statistics, i.e. r = 1, d = 0 around them
         r, d = F.where(training, r, F.ones_like(r)), F.where(training, d, F.zeros_like(d))
         mean, var = F.where(training, mean, moving_mean), F.where(training, var, moving_var)
-        Y = F.reshape_like(renormalize(F, X, mean, var, r, d, gamma, beta, k['eps']), x)
+        Y = renormalize(F, center(F, rows, mean), var, r, d, gamma, beta, k['eps'], rows)
+        Y = from_rows(F, Y, X, k['axis'])
         return F.cast(Y, 'float16') if self._half else Y
 
     def __repr__(self):

@@ -15,12 +15,17 @@ from .params import (RUNNING_STATS, copy_parameters, initial_value, is_running_s
 from .raw import RawLeNet, gluon_to_raw, init_raw_lenet, raw_lenet_forward, raw_to_gluon
 
 
-def build_net(norm='scratch', style='gluon', dense_norm=False, article_init=False, ctx=None):
-    """A ready network of either style: a Gluon :class:`LeNet` or a :class:`RawLeNet` around a raw dict."""
+def build_net(norm='scratch', style='gluon', dense_norm=False, article_init=False, ctx=None, impl='reference'):
+    """A ready network of either style: a Gluon :class:`LeNet` or a :class:`RawLeNet` around a raw dict.
+
+    ``impl`` ('reference' or 'fast') is how the scratch batch norm computes (norm 'scratch' only).
+    """
+    if impl != 'reference' and norm != 'scratch':
+        raise ValueError(f"impl={impl!r} is an option of the scratch batch norm; norm {norm!r} has none.")
     if style == 'gluon':
-        return lenet(norm, dense_norm, article_init, ctx)
+        return lenet(norm, dense_norm, article_init, ctx, norm_kwargs={'impl': impl} if norm == 'scratch' else None)
     if style == 'raw':
-        return RawLeNet(init_raw_lenet(norm, dense_norm, article_init, ctx), ctx)
+        return RawLeNet(init_raw_lenet(norm, dense_norm, article_init, ctx), ctx, impl=impl)
     raise ValueError(f"style must be 'gluon' or 'raw'; got {style!r}.")
 
 

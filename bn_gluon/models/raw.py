@@ -98,8 +98,9 @@ class RawLeNet:
     :func:`raw_lenet_forward` reads, holding the very arrays the Parameters own.
     """
 
-    def __init__(self, params, ctx=None):
+    def __init__(self, params, ctx=None, impl='reference'):
         ctx = ctx or mx.cpu()
+        self.impl = impl
         self.parameters, self.params = {}, {}
         for name, value in params.items():
             stat = is_running_stat(name)
@@ -112,7 +113,7 @@ class RawLeNet:
 
     def __call__(self, X):
         check_input(X)
-        return raw_lenet_forward(self.params, X, training=autograd.is_training())
+        return raw_lenet_forward(self.params, X, training=autograd.is_training(), impl=self.impl)
 
     def hybridize(self, *args, **kwargs):
         raise TypeError('the raw network is plain nd code and cannot be hybridized; use style gluon.')

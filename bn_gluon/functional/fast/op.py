@@ -5,9 +5,10 @@ straight into the arrays MXNet gives it, and keeps the running statistics as aux
 ``gluon.nn.BatchNorm`` does. It serves both imperative calls (``nd.Custom``) and hybridized graphs.
 
 Where it is safe: chains such as the LeNet, where its gradients match ``gluon.nn.BatchNorm``'s (tested).
-In a branching network (gluoncv's ResNets) MXNet 1.9 with MKL-DNN can hand a custom operator output
-gradients that other operators are still writing, so its gradients there are unreliable; the default,
-``impl='reference'``, has no operator in the gradient path. ``docs/performance.md`` has the measurements.
+In a branching network (gluoncv's ResNets) MXNet 1.9 can hand a custom operator output gradients that
+other operators are still writing, imperatively and hybridized (with the naive engine the same gradients
+are right), so its gradients there are wrong; it warns when used. The default, ``impl='reference'``, has
+no operator in the gradient path. ``docs/performance.md`` has the measurements.
 """
 import warnings
 
@@ -19,8 +20,8 @@ from . import kernels
 
 OP_TYPE = 'bn_gluon_batch_norm_fast'
 BRANCHING_WARNING = ("impl='fast' is for chain networks such as the LeNet: inside a branching network (a ResNet) "
-                     "MXNet 1.9 can hand its custom operator gradients that are still being written. Use the "
-                     "default impl='reference' there. See docs/performance.md.")
+                     "MXNet 1.9 can hand its custom operator output gradients that are still being written, "
+                     "imperatively or hybridized. Use the default impl='reference' there. See docs/performance.md.")
 
 
 def batch_norm_op(F, X, gamma, beta, running_mean, running_var, *, momentum, eps, axis, use_global_stats, scale,
@@ -29,9 +30,8 @@ def batch_norm_op(F, X, gamma, beta, running_mean, running_var, *, momentum, eps
 
     ``scale=False`` uses gamma = 1, as ``gluon.nn.BatchNorm`` does; beta is always added.
     """
-    if F is not mx.nd:
-        warnings.warn(BRANCHING_WARNING, UserWarning, stacklevel=3)
-        X = default_layout(F, X)
+    warnings.warn(BRANCHING_WARNING, UserWarning, stacklevel=3)   # shown once per place it is called from
+    X = default_layout(F, X)
     kwargs = dict(momentum=momentum, eps=eps, axis=axis, use_global_stats=use_global_stats, scale=scale,
                   unbiased_var=unbiased_var)
     return F.Custom(X, gamma, beta, running_mean, running_var, op_type=OP_TYPE,

@@ -79,9 +79,7 @@ def test_center_scale_off_match_gluon(center, scale, hybridize):
     rng = np.random.RandomState(3)
     for layer in (ours, ref):
         step(layer, nd.zeros(shape), nd.zeros(shape), train=False)
-        randomize(layer, 4, np.random.RandomState(4))
-        if not center:  # beta is never trained then and stays 0 (MXNet's operator would still add it)
-            layer.beta.set_data(nd.zeros(4))
+        randomize(layer, 4, np.random.RandomState(4))   # a non-zero beta: center=False still adds it
     X, dY = nd.array(rng.normal(size=shape)), nd.array(rng.normal(size=shape))
     for train in (True, False):
         for a, b in zip(step(ours, X, dY, train), step(ref, X, dY, train)):
@@ -90,6 +88,53 @@ def test_center_scale_off_match_gluon(center, scale, hybridize):
                 continue
             np.testing.assert_allclose(a, b, rtol=RTOL, atol=1e-4)
     assert ours.gamma.grad_req == ref.gamma.grad_req and ours.beta.grad_req == ref.beta.grad_req
+
+
+@pytest.mark.parametrize('hybridize', [False, True])
+def test_center_off_uses_a_loaded_beta_as_gluon_does_in_both_load_directions(tmp_path, hybridize):
+    """center=False stops learning beta, not adding it: a non-zero beta from a file acts in both layers."""
+    shape = (6, 4, 3, 3)
+    rng = np.random.RandomState(7)
+    X, dY = nd.array(rng.normal(2.0, 1.5, size=shape)), nd.array(rng.normal(size=shape))
+    for src_cls, dst_cls in ((gluon.nn.BatchNorm, bn_gluon.BatchNorm), (bn_gluon.BatchNorm, gluon.nn.BatchNorm)):
+        src, dst = src_cls(center=False), dst_cls(center=False)
+        for layer in (src, dst):
+            layer.initialize()
+            step(layer, nd.zeros(shape), nd.zeros(shape), train=False)
+        randomize(src, 4, np.random.RandomState(8))
+        assert np.abs(src.beta.data().asnumpy()).min() > 0
+        path = str(tmp_path / f'{src_cls.__module__}.params')
+        src.save_parameters(path)
+        dst.load_parameters(path)
+        if hybridize:
+            src.hybridize()
+            dst.hybridize()
+        for train in (True, False):
+            for a, b in zip(step(src, X, dY, train), step(dst, X, dY, train)):
+                if a is not None:
+                    np.testing.assert_allclose(a, b, rtol=RTOL, atol=1e-4)
+        assert dst.beta.grad_req == 'null'
+
+
+@pytest.mark.filterwarnings('ignore:Cannot decide type')
+def test_exported_hybridized_net_loads_back_as_a_symbol_block(tmp_path):
+    """export() of a net with the scratch layer, loaded by SymbolBlock.imports (bn_gluon imported)."""
+    net = gluon.nn.HybridSequential()
+    net.add(gluon.nn.Conv2D(4, 3), bn_gluon.BatchNorm(), gluon.nn.Activation('relu'), gluon.nn.Dense(3))
+    net.initialize()
+    net.hybridize()
+    rng = np.random.RandomState(9)
+    for _ in range(2):                                           # moves the running statistics
+        X = nd.array(rng.normal(size=(4, 2, 6, 6)))
+        with autograd.record():
+            loss = net(X).sum()
+        loss.backward()
+    expected = net(X).asnumpy()
+    net.export(str(tmp_path / 'net'))
+    back = gluon.SymbolBlock.imports(str(tmp_path / 'net-symbol.json'), ['data'], str(tmp_path / 'net-0000.params'))
+    np.testing.assert_allclose(back(X).asnumpy(), expected, rtol=1e-5, atol=1e-6)
+    stats = {k: v for k, v in back.collect_params().items() if k.endswith('running_mean')}
+    assert len(stats) == 1 and np.abs(next(iter(stats.values())).data().asnumpy()).max() > 0
 
 
 @pytest.mark.parametrize('hybridize', [False, True])
@@ -366,3 +411,26 @@ def test_layer_with_declared_channels_refuses_other_channel_counts():
     layer.initialize()
     with pytest.raises(ValueError, match='expected shape'):
         layer(nd.ones((4, 5)))
+
+
+@pytest.mark.parametrize('kwargs,words', [(dict(momentum=1.5), 'momentum must be in \\[0, 1\\].*got 1.5'),
+                                          (dict(epsilon=0), 'eps must be > 0'),
+                                          (dict(impl='slow'), "impl must be one of .*got 'slow'"),
+                                          (dict(in_channels=-2), 'in_channels must be an int >= 0')])
+def test_bad_constructor_arguments_are_refused_at_construction(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        bn_gluon.BatchNorm(**kwargs)
+
+
+@pytest.mark.parametrize('hybridize', [False, True])
+def test_an_empty_batch_is_refused_in_words(hybridize):
+    layer = bn_gluon.BatchNorm(in_channels=3)
+    layer.initialize()
+    if hybridize:
+        layer.hybridize()
+    empty = nd.array(np.zeros((0, 3)))               # e.g. the slice past the end of a data set
+    with pytest.raises(ValueError, match=r'shape \(0, 3\): a batch with no values'):
+        with autograd.record():
+            layer(empty)
+    with pytest.raises(ValueError, match=r'X has shape \(0, 3\): a batch with no values'):
+        batch_norm(empty, None, None, nd.zeros(3), nd.ones(3), training=False)

@@ -12,8 +12,7 @@ differs is how each pass runs (``docs/performance.md`` has the measurements):
    channel mean. Unshifted, ``E[x^2] - E[x]^2`` loses every digit in float32 when the mean is 1e4 times
    the standard deviation; shifted, only as many as ``(K - mean)^2 / var`` is large.
 3. Normalizing is one per-channel ``scale * x + shift`` (:func:`~bn_gluon.functional.batch_norm.
-   inference_affine` applied to the batch statistics); on MKL-DNN and long rows it runs as one 1x1
-   convolution with a group per row.
+   inference_affine` applied to the batch statistics), a broadcast over the rows.
 4. Each pass's dozen small ``nd`` calls run as one compiled graph (``mx.nd.CachedOp``, built once per
    shape): a Python call into MXNet costs tens of microseconds.
 
@@ -25,15 +24,13 @@ import threading
 from collections import OrderedDict, namedtuple
 
 import numpy as np
-from mxnet import nd, runtime, sym
+from mxnet import nd, sym
 
 from ..batch_norm import inference_affine, moving_average
 
-# X.shape seen as (P, C, S); math dtype; device; rows view; whether a per-channel scale runs as a convolution
-Layout = namedtuple('Layout', 'shape P C S dtype ctx view conv')
+# X.shape seen as (P, C, S); math dtype; device; rows view
+Layout = namedtuple('Layout', 'shape P C S dtype ctx view')
 _LAYOUTS = {}  # (shape, axis, dtype, context) -> Layout: computing one costs more than the rest of a call
-_MKLDNN = runtime.Features().is_enabled('MKLDNN')
-_CONV_MIN_S = 128  # rows this long or longer scale and shift faster as a convolution (see _affine)
 
 
 def layout(X, axis):
@@ -48,10 +45,9 @@ def layout(X, axis):
         shape, ctx, dtype = key[0], key[3], np.dtype(key[2]).name
         axis = axis % len(shape)
         P, C, S = int(np.prod(shape[:axis])), shape[axis], int(np.prod(shape[axis + 1:]))
-        conv = S >= _CONV_MIN_S and dtype == 'float32' and _MKLDNN and ctx.device_type == 'cpu'
         if len(_LAYOUTS) > 256:
             _LAYOUTS.clear()
-        _LAYOUTS[key] = Layout(shape, P, C, S, dtype, ctx, (1, P * C, S) if S > 1 else (P, C), conv)
+        _LAYOUTS[key] = Layout(shape, P, C, S, dtype, ctx, (1, P * C, S) if S > 1 else (P, C))
     return _LAYOUTS[key]
 
 
@@ -91,20 +87,7 @@ def _per_row(F, v, L):
 
 
 def _affine(F, Z, scale, shift, L):
-    """``Z * scale + shift`` per channel of a rows view (None: no scale, no shift).
-
-    On a CPU with MKL-DNN and rows of at least ``_CONV_MIN_S`` values (``L.conv``) a scale and shift take
-    one pass, a 1x1 convolution with one group per row, where broadcast_mul then broadcast_add take two:
-    measured 0.4-0.6x their time from 256 values per row up, 0.9x at 144, but 1.2-1.5x at 100 and below,
-    where the per-group cost dominates. Otherwise a column broadcast over the rows, faster (~1.5x) than
-    (1, C, 1, 1) over (N, C, H, W).
-    """
-    if scale is not None and L.conv:
-        R = L.P * L.C
-        w, kw = _per_row(F, scale, L).reshape((R, 1, 1)), dict(kernel=(1,), num_filter=R, num_group=R)
-        if shift is None:
-            return F.Convolution(Z, w, no_bias=True, **kw)
-        return F.Convolution(Z, w, _per_row(F, shift, L).reshape((R,)), **kw)
+    """``Z * scale + shift`` per channel of a rows view (None: no scale, no shift), as column broadcasts."""
     if scale is not None:
         Z = F.broadcast_mul(Z, _per_row(F, scale, L))
     if shift is not None:

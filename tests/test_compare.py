@@ -1,5 +1,6 @@
 """bn_gluon.compare: twin training, conventions, gluoncv twins, interchange and the report, on small shapes."""
 import json
+import types
 
 import mxnet as mx
 import numpy as np
@@ -9,7 +10,7 @@ from mxnet.gluon import nn
 
 import bn_gluon
 import bn_gluon.plots
-from bn_gluon.compare import semantics
+from bn_gluon.compare import semantics, speed
 from bn_gluon.compare.__main__ import main
 from bn_gluon.compare.report import load_data
 from bn_gluon.compare.twin_training import train_lenet_twins, train_twins
@@ -170,13 +171,39 @@ def test_parameters_interchange_both_ways():
 
 # --- speed and the report -----------------------------------------------------------------------------
 
-def test_speed_rows_give_ratios_for_every_case(tmp_path):
+def test_speed_is_the_median_of_each_rounds_ratio_with_the_order_alternating(monkeypatch):
+    """On a clock that only the steps move, known step times give known speeds and medians."""
+    clock, calls = [0.0], []
+    durations = {'gluon': iter([5.0] + [2.0] * 6),                       # warm-up, then 3 rounds of 2 calls
+                 'scratch': iter([9.0, 1.0, 1.0, 4.0, 4.0, 1.0, 1.0])}  # the second round slowed by a neighbour
+
+    def step(name):
+        def run():
+            calls.append(name)
+            clock[0] += next(durations[name])
+        return run
+
+    monkeypatch.setattr(speed, 'time', types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    times = speed.interleaved({'gluon': step('gluon'), 'scratch': step('scratch')}, rounds=3, repeats=2)
+    assert times == {'gluon': [2.0, 2.0, 2.0], 'scratch': [1.0, 4.0, 1.0]}     # the warm-up is not timed
+    assert calls == ['gluon', 'scratch'] + ['gluon'] * 2 + ['scratch'] * 4 + ['gluon'] * 2 + \
+        ['gluon'] * 2 + ['scratch'] * 2                                     # every other round reversed
+    row = speed.summarize('case', 'imperative', times, examples=100)
+    assert row['speed'] == {'gluon': 1.0, 'scratch': 2.0}                  # median of 2/1, 2/4, 2/1
+    assert row['ms'] == {'gluon': 2000.0, 'scratch': 1000.0}
+    assert row['examples_per_sec'] == {'gluon': 50.0, 'scratch': 100.0}
+
+
+def test_speed_rows_cover_every_case_and_agree_with_their_times(tmp_path):
     rows = measure_speed(batch_size=4, rounds=1, layer_repeats=1, net_repeats=1)
     assert [(r['mode'], r['case'].split()[0]) for r in rows] == [
         (m, c) for m in ('imperative', 'hybridized') for c in ('conv1', 'conv2', 'LeNet')]
-    for r in rows:
-        assert r['speed']['gluon'] == 1.0 and r['speed']['scratch'] > 0
-    assert set(rows[2]['examples_per_sec']) == {'gluon', 'scratch', 'none'}
+    for r in rows:                                   # one round: each speed is the ratio of the two times
+        assert r['speed']['scratch'] == pytest.approx(r['ms']['gluon'] / r['ms']['scratch'])
+    for r in rows[2::3]:
+        assert set(r['examples_per_sec']) == {'gluon', 'scratch', 'none'}
+        for name, ms in r['ms'].items():
+            assert r['examples_per_sec'][name] == pytest.approx(4 / (ms / 1e3))
     assert plot_speed(rows, tmp_path / 'speed.png').stat().st_size > 0
 
 

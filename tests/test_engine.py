@@ -219,12 +219,20 @@ def test_ctrl_c_saves_mid_epoch_and_resume_equals_the_uninterrupted_run(data, tm
     cfg = config(epochs=2, dense_norm=True)
     full, net_full = run(data, cfg, n=SMALL)
     train, _ = iters(data, cfg.batch_size, cfg.seed, SMALL)
-    with pytest.raises(TrainingInterrupted, match='interrupted at epoch 2, step 4') as info:
-        run(data, cfg, out=str(tmp_path), train_iter=InterruptAt(train, 1, 3), n=SMALL)
+
+    def before(signum, frame):               # whatever was there before: default, ignored (a background job)...
+        raise AssertionError('the training loop did not catch the Ctrl-C')
+
+    outer = signal.signal(signal.SIGINT, before)
+    try:
+        with pytest.raises(TrainingInterrupted, match='interrupted at epoch 2, step 4') as info:
+            run(data, cfg, out=str(tmp_path), train_iter=InterruptAt(train, 1, 3), n=SMALL)
+        assert signal.getsignal(signal.SIGINT) is before                     # the handler was put back
+    finally:
+        signal.signal(signal.SIGINT, outer)
     assert info.value.checkpoint == os.path.join(str(tmp_path), 'checkpoint')
     state = ckpt.read_state(str(tmp_path))
     assert (state['epoch'], state['step']) == (1, 4)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # the handler was put back
     resumed, net_resumed = run(data, cfg, resume=info.value.checkpoint, n=SMALL)
     assert without_timing(resumed) == without_timing(full)
     assert_same_params(net_resumed, net_full)

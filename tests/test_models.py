@@ -324,15 +324,40 @@ def test_a_wrong_input_shape_is_a_clear_error_in_every_style(style, hybridize, s
 @pytest.mark.parametrize('act', models.ACTIVATIONS)
 @pytest.mark.parametrize('norm', ['scratch', 'none'])
 def test_activation_choice_matches_the_layers_applied_by_hand(act, norm):
+    """The inference forward pass written again in NumPy, from the parameters alone."""
     net = lenet(norm, dense_norm=True, act=act)
     X = batch(8)
-    f = getattr(nd, act)
-    pool = lambda H: nd.Pooling(H, kernel=(2, 2), stride=(2, 2), pool_type='max')
-    maybe = lambda bn, H: H if bn is None else bn(H)
-    H = pool(f(maybe(net.bn1, net.conv1(X))))
-    H = pool(f(maybe(net.bn2, net.conv2(H))))
-    expected = net.dense2(f(maybe(net.bn3, net.dense1(H))))
-    np.testing.assert_allclose(net(X).asnumpy(), expected.asnumpy(), rtol=RTOL, atol=ATOL)
+    p = values(net)
+    if norm != 'none':                                             # statistics and an affine map that show
+        rng = np.random.RandomState(1)
+        for name, v in p.items():
+            if name.startswith('bn'):
+                p[name] = rng.uniform(0.5, 2.0, v.shape).astype(np.float32)
+                named_parameters(net)[name].set_data(nd.array(p[name]))
+    f = {'relu': lambda H: np.maximum(H, 0), 'sigmoid': lambda H: 1 / (1 + np.exp(-H)), 'tanh': np.tanh}[act]
+
+    def conv(H, layer):                                            # (N, C, H, W) -> (N, K, H-k+1, W-k+1)
+        W, b = p[f'{layer}.weight'], p[f'{layer}.bias']
+        windows = np.lib.stride_tricks.sliding_window_view(H, W.shape[2:], axis=(2, 3))
+        return np.einsum('nchwij,kcij->nkhw', windows, W) + b[:, None, None]
+
+    def bn(H, layer):                                              # running statistics: inference mode
+        if norm == 'none':
+            return H
+        shape = (1, -1) + (1,) * (H.ndim - 2)
+        g, b, m, v = (p[f'{layer}.{k}'].reshape(shape) for k in ('gamma', 'beta', 'running_mean', 'running_var'))
+        return g * (H - m) / np.sqrt(v + 1e-5) + b
+
+    def pool(H):                                                   # 2x2 max, stride 2
+        N, C, h, w = H.shape
+        return H.reshape(N, C, h // 2, 2, w // 2, 2).max(axis=(3, 5))
+
+    X = X.asnumpy().astype(np.float64)
+    H = pool(f(bn(conv(X, 'conv1'), 'bn1')))
+    H = pool(f(bn(conv(H, 'conv2'), 'bn2'))).reshape(len(X), -1)
+    H = f(bn(H @ p['dense1.weight'].T + p['dense1.bias'], 'bn3'))
+    expected = H @ p['dense2.weight'].T + p['dense2.bias']
+    np.testing.assert_allclose(net(nd.array(X)).asnumpy(), expected, rtol=RTOL, atol=ATOL)
 
 
 def test_unknown_activation_names_the_known_ones():

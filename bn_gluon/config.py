@@ -8,7 +8,7 @@ from typing import Optional
 import mxnet as mx
 
 from .layers.batch_norm import IMPLS
-from .models import NORMS, RAW_NORMS, get_norm
+from .models import NORM_POSITIONS, NORMS, RAW_NORMS, get_norm
 from .optim import LR_SCHEDULES
 from .parallel import KVSTORES
 
@@ -85,6 +85,11 @@ class TrainConfig:
     quiet: bool = field(default=False, metadata=_opt('no progress bars or per-epoch lines'))
     # Off as in the article: BN only after the convolutions.
     dense_norm: bool = field(default=False, metadata=_opt('normalize after the 128-unit dense layer too'))
+    # Between the convolution and its activation, as in the paper and article 004; 'after_act' is the other
+    # order, for comparison (lesson 04). Run folders written before this field existed load as 'before_act'.
+    norm_position: str = field(default='before_act', metadata=_opt(
+        "where each normalization sits: 'before_act' (conv -> norm -> activation) or 'after_act' "
+        "(conv -> activation -> norm)", choices=NORM_POSITIONS))
     # Off: gamma 1, beta 0, moving variance 1, Xavier weights. On: the article's N(0, 0.01) everywhere.
     article_init: bool = field(default=False, metadata=_opt("the article's initialisation (gamma ~ N(0, 0.01), "
                                                             "moving variance 0), to see what it costs"))
@@ -101,6 +106,8 @@ class TrainConfig:
         _expect(self.norm in NORMS, 'norm', self.norm, f'one of {", ".join(NORMS)}')
         get_norm(self.norm, self.dense_norm)
         _expect(self.style in STYLES, 'style', self.style, f'one of {", ".join(STYLES)}')
+        _expect(self.norm_position in NORM_POSITIONS, 'norm_position', self.norm_position,
+                f'one of {", ".join(NORM_POSITIONS)}')
         _expect(self.impl in IMPLS, 'impl', self.impl, f'one of {", ".join(IMPLS)}')
         if self.impl != 'reference' and self.norm != 'scratch':
             raise ValueError(f"--impl {self.impl} chooses how the scratch batch norm computes; it needs --norm "
@@ -109,6 +116,9 @@ class TrainConfig:
         _expect(0 <= self.momentum < 1, 'momentum', self.momentum, 'a number in [0, 1)')
         _expect(self.weight_decay >= 0, 'weight_decay', self.weight_decay, 'a number >= 0')
         _expect(isinstance(self.seed, int) and self.seed >= 0, 'seed', self.seed, 'an integer >= 0')
+        if self.style == 'raw' and self.norm_position != 'before_act':
+            raise ValueError(f"--norm-position {self.norm_position} needs Gluon blocks; style 'raw' writes the "
+                             f"article's conv -> BN -> ReLU only. Use --style gluon, or --norm-position before_act.")
         if self.style == 'raw' and self.norm not in RAW_NORMS:
             raise ValueError(f"norm {self.norm!r} needs Gluon blocks, but style 'raw' is plain nd code with the "
                              f"article's batch norm only; use --norm scratch or none with --style raw, or "

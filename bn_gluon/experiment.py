@@ -92,7 +92,8 @@ def make_net(config, ctx):
     ctxs = ctx if isinstance(ctx, (list, tuple)) else [ctx]
     mx.random.seed(config.seed)
     np.random.seed(config.seed)
-    net = build_net(config.norm, config.style, config.dense_norm, config.article_init, ctxs[0], config.impl)
+    net = build_net(config.norm, config.style, config.dense_norm, config.article_init, ctxs[0], config.impl,
+                    config.norm_position)
     if len(ctxs) > 1:
         net.collect_params().reset_ctx(ctxs)                     # copies device 0's values to the others
     if config.hybridize and config.style == 'gluon' and config.norm not in IMPERATIVE_NORMS:
@@ -170,18 +171,19 @@ def summary(history, out, seconds, ctx, config, source=None):
 def evaluate_checkpoint(config, log=print):
     """Evaluate ``config.eval`` (checkpoint/run folder or .params file) on the test set; write nothing.
 
-    A checkpoint brings its own network settings; a bare .params file uses ``config``'s norm, style
-    and dense_norm.
+    A checkpoint brings its own network settings; a bare .params file uses ``config``'s norm, style,
+    dense_norm and norm_position.
     """
     path = config.eval
     if os.path.isdir(path):
         saved = TrainConfig.from_dict(ckpt.read_state(path)['config'])
-        config = dataclasses.replace(config, norm=saved.norm, style=saved.style, dense_norm=saved.dense_norm)
+        config = dataclasses.replace(config, norm=saved.norm, style=saved.style, dense_norm=saved.dense_norm,
+                                     norm_position=saved.norm_position)
         params = os.path.join(ckpt.find_checkpoint(path), ckpt.PARAMS)
     else:
         params = path
     ctx = parse_ctxs(config.ctx)[0]                              # evaluation needs one device
-    net = build_net(config.norm, config.style, config.dense_norm, ctx=ctx)
+    net = build_net(config.norm, config.style, config.dense_norm, ctx=ctx, norm_position=config.norm_position)
     ckpt.load_params(net, params)
     _, test_iter = load_data(config, ctx)
     result = evaluate(net, test_iter, ctx)

@@ -385,3 +385,95 @@ def test_preactivations_are_what_enters_each_activation(hybridize):
                                atol=ATOL)                          # inference mode: the net's own output
     with pytest.raises(ValueError, match=r'images of shape \(N, 1, 28, 28\) with N >= 1; got \(2, 784\)'):
         net.preactivations(nd.zeros((2, 784)))
+
+
+# --- where the normalization sits: before or after the activation ---------------------------------------
+
+def hand_built(net, X, position):
+    """The LeNet's forward written out with its own blocks, in the order ``position`` names."""
+    pool = lambda H: nd.Pooling(H, kernel=(2, 2), stride=(2, 2), pool_type='max')
+    act = nd.relu
+    stage = (lambda bn, Z: act(bn(Z))) if position == 'before_act' else (lambda bn, Z: bn(act(Z)))
+    H = pool(stage(net.bn1, net.conv1(X)))
+    H = pool(stage(net.bn2, net.conv2(H)))
+    return net.dense2(stage(net.bn3, net.dense1(H)))
+
+
+@pytest.mark.parametrize('hybridize', [False, True])
+@pytest.mark.parametrize('position', ['before_act', 'after_act'])
+def test_norm_position_orders_norm_and_activation(position, hybridize):
+    """Training and inference outputs equal the hand-built sequence in the chosen order, not the other."""
+    mx.random.seed(0)
+    net = lenet('scratch', dense_norm=True, norm_position=position)
+    twin = lenet('scratch', dense_norm=True, norm_position=position)
+    # The hand-built forward runs on a copy, so each net's running statistics move once per batch.
+    for name, p in named_parameters(twin).items():
+        p.set_data(named_parameters(net)[name].data())
+    if hybridize:
+        net.hybridize()
+    X = batch(32)
+    with autograd.record():                                         # training mode: batch statistics
+        got, expected = net(X), hand_built(twin, X, position)
+    np.testing.assert_allclose(got.asnumpy(), expected.asnumpy(), rtol=RTOL, atol=ATOL)
+    for name in ('bn1.running_mean', 'bn3.running_var'):           # the statistics moved alike
+        np.testing.assert_allclose(named_parameters(net)[name].data().asnumpy(),
+                                   named_parameters(twin)[name].data().asnumpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(net(X).asnumpy(), hand_built(twin, X, position).asnumpy(), rtol=RTOL, atol=ATOL)
+    other = 'after_act' if position == 'before_act' else 'before_act'
+    with autograd.record():                                         # and the other order is told apart
+        assert np.abs(hand_built(twin, X, other).asnumpy() - got.asnumpy()).max() > 1e-2
+
+
+def test_after_act_the_norm_receives_the_activations_output():
+    """With 'after_act' bn1 receives relu(conv1(X)), non-negative, and its output goes to the pooling as is."""
+    net = lenet('scratch', norm_position='after_act')
+    seen = {}
+    net.conv1.register_forward_hook(lambda blk, inp, out: seen.update(conv=out))
+    net.bn1.register_forward_hook(lambda blk, inp, out: seen.update(bn_in=inp[0], bn_out=out))
+    net.pool1.register_forward_hook(lambda blk, inp, out: seen.update(pool_in=inp[0]))
+    with autograd.record():
+        net(batch(32))
+    bn_in = seen['bn_in'].asnumpy()
+    assert bn_in.min() == 0 and (bn_in == 0).mean() > 0.2           # the ReLU's zeros reach the norm
+    np.testing.assert_array_equal(bn_in, np.maximum(seen['conv'].asnumpy(), 0))
+    np.testing.assert_array_equal(seen['pool_in'].asnumpy(), seen['bn_out'].asnumpy())
+    assert (seen['bn_out'].asnumpy() < 0).mean() > 0.2              # normalized: negative values go on
+
+
+def test_after_act_preactivations_are_the_layer_outputs():
+    net = lenet('scratch', dense_norm=True, norm_position='after_act')
+    X = batch(8)
+    taps = net.preactivations(X)
+    np.testing.assert_array_equal(taps['conv1'].asnumpy(), net.conv1(X).asnumpy())   # what enters the ReLU
+    np.testing.assert_allclose(taps['scores'].asnumpy(), net(X).asnumpy(), rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize('position', ['after', 'before', None])
+def test_a_bad_norm_position_is_refused_in_words(position):
+    message = (f"unknown norm_position {position!r}; expected 'before_act' \\(conv -> norm -> activation, the "
+               f"paper's order\\) or 'after_act'")
+    with pytest.raises(ValueError, match=message):
+        lenet(norm_position=position)
+    with pytest.raises(ValueError, match=message):
+        models.build_net(norm_position=position)
+    with pytest.raises(ValueError, match=f"--norm-position must be one of before_act, after_act; got {position!r}"):
+        TrainConfig(norm_position=position).validate()
+
+
+def test_the_raw_network_and_folding_refuse_after_act():
+    with pytest.raises(ValueError, match="the raw network writes the article's conv -> BN -> ReLU only"):
+        models.build_net(style='raw', norm_position='after_act')
+    with pytest.raises(ValueError, match="style 'raw' writes the article's conv -> BN -> ReLU only"):
+        TrainConfig(style='raw', norm_position='after_act').validate()
+    from bn_gluon.fold import fold_batch_norm
+    with pytest.raises(ValueError, match='normalizes after each activation .* an activation stands between'):
+        fold_batch_norm(lenet('scratch', norm_position='after_act'))
+    assert isinstance(fold_batch_norm(lenet('none', norm_position='after_act')), LeNet)   # nothing to fold
+
+
+def test_build_net_and_make_net_pass_the_position_on():
+    from bn_gluon.experiment import make_net
+    assert models.build_net(norm_position='after_act').norm_position == 'after_act'
+    assert make_net(TrainConfig(norm_position='after_act', hybridize=False), mx.cpu()).norm_position == 'after_act'
+    assert make_net(TrainConfig(), mx.cpu()).norm_position == 'before_act'
+    assert TrainConfig.from_dict({'norm': 'scratch'}).norm_position == 'before_act'   # configs of earlier runs

@@ -279,3 +279,67 @@ def test_a_damaged_trainer_states_file_is_named(tmp_path):
         ckpt.find_checkpoint(folder)
     with pytest.raises(ckpt.CheckpointError, match='optimizer.states is truncated'):
         ckpt.load_checkpoint(folder, build_net('scratch'), optimizer)
+
+
+# --- --norm-position ------------------------------------------------------------------------------------
+
+def test_norm_position_flag_reaches_the_net_and_its_checkpoint(data_dir, tmp_path, train_main, capsys):
+    import argparse
+    from bn_gluon.cli import add_config_flags
+    from bn_gluon.data import DataIter, load_fashion_mnist, to_nd
+    from bn_gluon.engine import evaluate
+    from bn_gluon.experiment import make_net, resolve_config
+    from bn_gluon.models import lenet
+    flags = ['--data-dir', data_dir, '--no-verify', '--no-download']
+    parser = add_config_flags(argparse.ArgumentParser())
+    config = resolve_config(vars(parser.parse_args(['--norm-position', 'after_act'])))
+    assert config.norm_position == 'after_act' and make_net(config, mx.cpu()).norm_position == 'after_act'
+    out = tmp_path / 'after'
+    assert train_main([*map(str, common(data_dir)), '--epochs', '1', '--quiet', '--norm-position', 'after_act',
+                       '--out', str(out)]) == 0
+    assert json.loads((out / 'config.json').read_text())['norm_position'] == 'after_act'
+    acc = float(rows(out / 'metrics.csv')[-1]['test_acc'])
+    data = load_fashion_mnist(data_dir, download=False, verify=False)
+    test_iter = DataIter(*to_nd(data.test_images, data.test_labels), 1000, shuffle=False)
+    nets = {}
+    for position in ('before_act', 'after_act'):                  # the saved weights fit only their own order
+        nets[position] = lenet('scratch', norm_position=position)
+        nets[position].load_parameters(str(out / 'model.params'))
+    assert evaluate(nets['after_act'], test_iter)['acc'] == pytest.approx(acc, abs=1e-6)
+    X = test_iter.X[:100]
+    assert nd.abs(nets['after_act'](X) - nets['before_act'](X)).max().asscalar() > 1e-2
+    capsys.readouterr()
+    assert train_main(['--eval', str(out), *flags]) == 0           # eval rebuilds the run's order
+    assert f'test accuracy {acc:.4f}' in capsys.readouterr().out
+
+
+def test_a_bad_norm_position_flag_fails_clearly_and_writes_nothing(train_main, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        train_main(['--norm-position', 'middle', '--out', 'run'])
+    assert exit_.value.code == 2
+    assert "argument --norm-position: invalid choice: 'middle' (choose from 'before_act', 'after_act')" in \
+        capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        train_main(['--norm-position', 'after_act', '--style', 'raw', '--out', 'run'])
+    assert exit_.value.code == 2 and "--norm-position after_act needs Gluon blocks" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_run_folder_from_before_norm_position_evaluates_and_resumes(first_run, data_dir, tmp_path, train_main,
+                                                                       capsys):
+    old = tmp_path / 'old'
+    shutil.copytree(first_run[0], old)
+    for path, key in ((old / 'config.json', None), (old / 'checkpoint' / 'state.json', 'config')):
+        saved = json.loads(path.read_text())
+        del (saved[key] if key else saved)['norm_position']       # as runs were written before the field
+        path.write_text(json.dumps(saved, indent=1))
+    flags = ['--data-dir', data_dir, '--no-verify', '--no-download']
+    assert train_main(['--eval', str(old), *flags]) == 0
+    assert f"test accuracy {float(rows(old / 'metrics.csv')[-1]['test_acc']):.4f}" in capsys.readouterr().out
+    assert train_main(['--resume', str(old), '--epochs', '3', '--quiet', *flags]) == 0
+    assert [m['epoch'] for m in rows(old / 'metrics.csv')] == ['1', '2', '3']
+    with pytest.raises(SystemExit) as exit_:                      # the order decides the numbers: not resumable
+        train_main(['--resume', str(old), '--epochs', '4', '--norm-position', 'after_act', *flags])
+    assert exit_.value.code == 2 and "--norm-position 'after_act' differs from the checkpoint's 'before_act'" in \
+        capsys.readouterr().err

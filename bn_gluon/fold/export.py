@@ -82,7 +82,8 @@ def load_run(path, ctx=None):
         config = TrainConfig.from_dict(config)
     except (TypeError, ValueError) as e:
         raise ValueError(f'the configuration of {path!r} is not a train.py configuration: {e}') from None
-    net = build_net(config.norm, config.style, config.dense_norm, ctx=ctx or mx.cpu())
+    net = build_net(config.norm, config.style, config.dense_norm, ctx=ctx or mx.cpu(),
+                    norm_position=config.norm_position)
     ckpt.read_params(params)              # a truncated or foreign file: CheckpointError naming it
     try:
         ckpt.load_params(net, params)

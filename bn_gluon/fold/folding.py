@@ -107,6 +107,10 @@ def _fold_lenet(net):
     norms = {bn: getattr(net, bn) for _, bn in LENET_PAIRS if getattr(net, bn) is not None}
     if not norms:
         return _clone(net)
+    if net.norm_position != 'before_act':
+        raise ValueError(f'LeNet {net.name} normalizes after each activation (norm_position '
+                         f'{net.norm_position!r}): a batch norm folds only into the convolution or dense layer '
+                         f'right before it, and here an activation stands between them.')
     others = [f'{k} ({type(b).__name__})' for k, b in norms.items() if not isinstance(b, BATCH_NORMS)]
     if others:
         raise TypeError(f'LeNet {net.name} normalizes with {", ".join(others)}, which is not a batch norm and '

@@ -7,11 +7,13 @@ hybridized (the configuration gluoncv's training scripts use). The distance is r
 gradient of each parameter, the worst parameter counting.
 
 On most batches ours must be within max(10 x the yardstick, 2e-2). A batch may miss that by chance: a
-ReLU input within float32 rounding of zero takes the other side in one float32 network and not in the
-other, which moves a few gradients by about 1/128 (on resnet18_v1 one batch in 20 gives 3.4e-2 for ours
-and 3e-6 for gluon's float32; with MKL-DNN off, gluon's own float32 gives 0.38 there). So: the median
-batch within the bound, at most two of 20 beyond it, none beyond 0.1. A wrong gradient (the custom
-operator that ran here before gave 1.2 on the first batch) fails all three.
+ReLU or max-pooling input within float32 rounding of a kink takes the other side in one float32 network
+and not in the other, which moves the gradients of the layers before it. Gluon's float32 twin meets such
+batches too (on resnet18_v1 one batch in 20 puts it at 0.35, another puts ours at 0.38 while gluon's is
+at 9e-6; with MKL-DNN off, gluon's float32 reaches 0.38 on that batch as well). So over 20 batches: the
+median batch within the bound, at most two batches beyond it, and ours no further from float64 on its
+worst batch than twice gluon's float32 on its worst. A wrong gradient (the custom operator that ran here
+before gave 1.2 on the first batch of cifar_resnet20_v1, where gluon's worst is 4e-2) fails.
 """
 import mxnet as mx
 import numpy as np
@@ -22,7 +24,6 @@ import bn_gluon
 
 NETS = {'cifar_resnet20_v1': 32, 'cifar_resnet20_v2': 32, 'resnet18_v1': 64}   # name -> input size
 FLOOR = 2e-2
-CHANCE = 0.1         # what a flipped ReLU can cost; wrong gradients are far beyond it
 
 
 def twins(name, size, hybridize, seed=0):
@@ -79,8 +80,10 @@ def check_gradients(name, hybridize, batches):
     result = measure(name, hybridize, batches)
     beyond = [(i, o, y) for i, (o, y) in enumerate(result) if o > max(10 * y, FLOOR)]
     said = f'{name}, hybridized={hybridize}: (batch, ours, gluon float32) beyond the bound: {beyond}'
-    assert np.median([o for o, _ in result]) <= max(10 * np.median([y for _, y in result]), FLOOR), said
-    assert len(beyond) <= max(2, batches // 10) and all(o <= CHANCE for _, o, _ in beyond), said
+    ours, yardstick = np.array(result).T
+    assert np.median(ours) <= max(10 * np.median(yardstick), FLOOR), said
+    assert len(beyond) <= max(2, batches // 10), said
+    assert ours.max() <= max(2 * yardstick.max(), FLOOR), said
     return result
 
 

@@ -11,7 +11,8 @@ host of a cluster is printed.
 
 If any process fails (a non-zero exit, a signal, or a scheduler/server leaving early) the others would
 wait for it forever inside the kvstore, so the launcher stops them all, says which one failed, and
-exits non-zero. ``--timeout`` bounds the whole job.
+exits non-zero. ``--timeout`` bounds the whole job. The scheduler starts first, and the others once it
+listens; without ``--port`` a port someone else took in between is replaced by another free one.
 """
 import argparse
 import ctypes
@@ -28,6 +29,7 @@ SERVE = [sys.executable, '-c', 'import bn_gluon.compat; import mxnet']   # a sch
 POLL_SECONDS = 0.1
 GRACE_SECONDS = 10.0                             # for the scheduler and servers once the workers are done
 DEFAULT_CLUSTER_PORT = 9091
+PORT_ATTEMPTS = 5                                # free ports tried when none is given
 
 
 def free_port(host=LOCALHOST):
@@ -35,6 +37,41 @@ def free_port(host=LOCALHOST):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def _wait_until_listening(proc, port, timeout=120.0):
+    """True once process ``proc`` listens on TCP ``port`` (Linux /proc), False if it exits first."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        if _listens(proc.pid, port):
+            return True
+        time.sleep(POLL_SECONDS)
+    return False
+
+
+def _listens(pid, port):
+    """Whether process ``pid`` holds a socket listening on TCP ``port`` (read from Linux /proc)."""
+    sockets = set()
+    for table in ('/proc/net/tcp', '/proc/net/tcp6'):
+        try:
+            with open(table) as f:
+                rows = [line.split() for line in f.readlines()[1:]]
+        except OSError:
+            continue
+        # local address is HEXIP:HEXPORT; state 0A is LISTEN; field 9 the socket's inode
+        sockets |= {f'socket:[{r[9]}]' for r in rows if r[3] == '0A' and int(r[1].rsplit(':', 1)[1], 16) == port}
+    try:
+        fds = os.listdir(f'/proc/{pid}/fd')
+    except OSError:                                                   # no /proc: anyone listening will do
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            return s.connect_ex((LOCALHOST, port)) == 0
+    for fd in fds:
+        try:
+            if os.readlink(f'/proc/{pid}/fd/{fd}') in sockets:
+                return True
+        except OSError:
+            pass
+    return False
 
 
 def dmlc_env(role, root_uri, port, num_workers, num_servers, node_host):
@@ -71,20 +108,35 @@ class Job:
     """The processes of one local job, watched until all workers succeed or one process fails."""
 
     def __init__(self, command, num_workers, num_servers=1, port=None, env=None):
-        self.port = port or free_port()
         base = dict(os.environ if env is None else env)
         base.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // num_workers)))
         self.procs = []                                           # (name, Popen)
-        roles = [('scheduler', 'scheduler', SERVE)] + [(f'server {i}', 'server', SERVE) for i in range(num_servers)]
+        roles = [(f'server {i}', 'server', SERVE) for i in range(num_servers)]
         roles += [(f'worker {i}', 'worker', command) for i in range(num_workers)]
+
+        def start(name, role, argv):
+            env_i = dict(base, **dmlc_env(role, LOCALHOST, self.port, num_workers, num_servers, LOCALHOST))
+            env_i['BN_GLUON_LAUNCH_INDEX'] = name.split()[-1]      # launch order; the kvstore rank may differ
+            self.procs.append((name, subprocess.Popen(argv, env=env_i, preexec_fn=_die_with_parent)))
+
         try:
+            # A free port can be taken before the scheduler binds it: the scheduler then exits ("bind
+            # failed"). Only once it listens do the others start; a port we chose is chosen again.
+            for attempt in range(1 if port else PORT_ATTEMPTS):
+                self.port = port or free_port()
+                start('scheduler', 'scheduler', SERVE)
+                if _wait_until_listening(self.procs[0][1], self.port):
+                    break
+                self.stop()
+                self.procs = []
+            else:
+                raise RuntimeError(f'the scheduler could not listen on {LOCALHOST}:{self.port}'
+                                   + ('' if port else f' (tried {PORT_ATTEMPTS} free ports)'))
             for name, role, argv in roles:
-                env_i = dict(base, **dmlc_env(role, LOCALHOST, self.port, num_workers, num_servers, LOCALHOST))
-                env_i['BN_GLUON_LAUNCH_INDEX'] = name.split()[-1]  # launch order; the kvstore rank may differ
-                self.procs.append((name, subprocess.Popen(argv, env=env_i, preexec_fn=_die_with_parent)))
+                start(name, role, argv)
         except OSError as e:
             self.stop()
-            raise RuntimeError(f'could not start {argv[0]!r}: {e}') from None
+            raise RuntimeError(f'could not start {SERVE[0]!r} or {command[0]!r}: {e}') from None
 
     def wait(self, timeout=None, log=None):
         """Watch the processes; return the exit status of the job (0 when every worker exited with 0)."""
@@ -189,7 +241,11 @@ def main(argv=None):
                                                  args.port or DEFAULT_CLUSTER_PORT):
             print(f'# {role} on {host}\n{line}')
         return 0
-    job = Job(command, args.num_workers, args.num_servers, args.port)
+    try:
+        job = Job(command, args.num_workers, args.num_servers, args.port)
+    except RuntimeError as e:
+        print(f'launch: {e}', file=sys.stderr, flush=True)
+        return 1
     print(f'launch: scheduler on {LOCALHOST}:{job.port}, {args.num_servers} server(s), {args.num_workers} '
           f'worker(s): {shlex.join(command)}', file=sys.stderr, flush=True)
     previous = {}

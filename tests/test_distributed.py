@@ -5,7 +5,9 @@ one process holding the same global batch on two contexts, whose per-device batc
 the slices the workers see. Every subprocess runs under a timeout.
 """
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 
@@ -44,6 +46,13 @@ def processes_of_job(port):
     return pids
 
 
+def port_of(stderr):
+    """The scheduler port the launcher chose, from its first line."""
+    match = re.search(r'launch: scheduler on 127\.0\.0\.1:(\d+)', stderr)
+    assert match, stderr[-2000:]
+    return int(match.group(1))
+
+
 def reference_run():
     """One process, two contexts, the workers' shards side by side: what dist_sync must reproduce."""
     ctxs = [mx.cpu(0), mx.cpu(1)]
@@ -64,11 +73,9 @@ def reference_run():
 
 
 def test_two_workers_and_a_server_train_like_one_process_with_the_global_batch(tmp_path):
-    port = launch.free_port()
-    job = launch_job(['-n', '2', '-s', '1', '--port', str(port), '--timeout', '120', '--',
-                      sys.executable, WORKER, '--out', str(tmp_path)])
+    job = launch_job(['-n', '2', '-s', '1', '--timeout', '120', '--', sys.executable, WORKER, '--out', str(tmp_path)])
     assert job.returncode == 0, job.stderr[-3000:]
-    assert processes_of_job(port) == []
+    assert processes_of_job(port_of(job.stderr)) == []
     results = [np.load(tmp_path / f'worker{r}.npz') for r in range(2)]
     assert all(int(r['num_workers']) == 2 for r in results)
     for r in results:  # every socket a worker listened on was on the loopback interface
@@ -84,10 +91,11 @@ def test_two_workers_and_a_server_train_like_one_process_with_the_global_batch(t
 
 
 def test_a_killed_worker_stops_the_whole_job_with_a_clear_message(tmp_path, capsys):
-    port = launch.free_port()   # the launcher runs in this process: one MXNet start-up less
-    rc = launch.main(['-n', '2', '--port', str(port), '--timeout', '120', '--',
-                      sys.executable, WORKER, '--out', str(tmp_path), '--die-at', '1'])
+    # the launcher runs in this process: one MXNet start-up less
+    rc = launch.main(['-n', '2', '--timeout', '120', '--', sys.executable, WORKER, '--out', str(tmp_path),
+                      '--die-at', '1'])
     stderr = capsys.readouterr().err
+    port = port_of(stderr)
     assert rc != 0
     # the death itself was noticed (the survivor would otherwise wait inside the kvstore until --timeout)
     assert 'was killed by SIGKILL' in stderr and 'stopping' in stderr, stderr[-2000:]
@@ -97,12 +105,43 @@ def test_a_killed_worker_stops_the_whole_job_with_a_clear_message(tmp_path, caps
 
 
 def test_a_job_past_its_timeout_is_stopped(capsys):
-    port = launch.free_port()
-    rc = launch.main(['-n', '1', '--port', str(port), '--timeout', '2', '--',
-                      sys.executable, '-c', 'import time; time.sleep(600)'])
+    rc = launch.main(['-n', '1', '--timeout', '2', '--', sys.executable, '-c', 'import time; time.sleep(600)'])
     assert rc == 124
-    assert '--timeout 2 s' in capsys.readouterr().err
-    assert processes_of_job(port) == []
+    stderr = capsys.readouterr().err
+    assert '--timeout 2 s' in stderr
+    assert processes_of_job(port_of(stderr)) == []
+
+
+@pytest.fixture
+def taken_port():
+    """A port some other program listens on for the length of the test."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((launch.LOCALHOST, 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+def test_a_port_taken_before_the_scheduler_binds_it_is_replaced(taken_port, monkeypatch):
+    """The launcher's free port is taken by someone else in between: it starts the scheduler on another."""
+    ports = iter([taken_port])
+    real = launch.free_port
+    monkeypatch.setattr(launch, 'free_port', lambda: next(ports, None) or real())
+    job = launch.Job([sys.executable, '-c', 'import time; time.sleep(600)'], num_workers=1)
+    try:
+        assert job.port != taken_port
+        assert [name for name, _ in job.procs] == ['scheduler', 'server 0', 'worker 0']
+        assert launch._listens(job.procs[0][1].pid, job.port)            # ours listens, not the other program
+        assert not launch._listens(job.procs[0][1].pid, taken_port)
+    finally:
+        job.stop()
+    assert processes_of_job(job.port) == [] and processes_of_job(taken_port) == []
+
+
+def test_a_given_port_that_is_taken_is_said_in_words(taken_port, capsys):
+    rc = launch.main(['-n', '1', '--port', str(taken_port), '--timeout', '60', '--', sys.executable, '-c', 'pass'])
+    assert rc == 1
+    assert f'the scheduler could not listen on 127.0.0.1:{taken_port}' in capsys.readouterr().err
+    assert processes_of_job(taken_port) == []
 
 
 def test_hosts_file_prints_one_command_per_process_and_starts_nothing(tmp_path, capsys):

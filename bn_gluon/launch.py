@@ -122,7 +122,7 @@ class Job:
         try:
             # A free port can be taken before the scheduler binds it: the scheduler then exits ("bind
             # failed"). Only once it listens do the others start; a port we chose is chosen again.
-            for attempt in range(1 if port else PORT_ATTEMPTS):
+            for _ in range(1 if port else PORT_ATTEMPTS):
                 self.port = port or free_port()
                 start('scheduler', 'scheduler', SERVE)
                 if _wait_until_listening(self.procs[0][1], self.port):

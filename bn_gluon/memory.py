@@ -2,11 +2,8 @@
 
 MXNet 1.9 on the CPU allocates the arrays of a hybridized graph (without ``static_alloc``) afresh with
 ``malloc`` on every call and frees them after. glibc gives large freed blocks back to the operating
-system: blocks above the mmap threshold at once, the top of the heap once it exceeds the trim threshold.
-The next step's arrays are then fresh pages, and the first write to each 4 KiB page is a page fault. On
-the LeNet at batch 128 that was about 1,000 faults per step with ``gluon.nn.BatchNorm`` and 3,000-3,800
-with the hand-written layer, whose custom operator needs its input in the default layout, a new array
-(``benchmarks/bench_bn.py``). With freed memory kept, both step faster.
+system, so the next step's arrays are fresh pages and the first write to each 4 KiB page is a page
+fault. With freed memory kept, the training step is faster (measurements: docs/performance.md).
 """
 import ctypes
 import ctypes.util

@@ -29,11 +29,14 @@ LAYERS = {'gluon': gluon.nn.BatchNorm, 'scratch': BatchNorm}
 
 
 def layer_step(make_layer, shape, hybridize, ctx):
-    """A closure running forward + backward of one freshly made layer on a fixed random input."""
+    """A closure running forward + backward of one freshly made layer on a fixed random input.
+
+    ``hybridize``: False, True, or a dict of ``hybridize()`` flags (e.g. ``static_alloc``).
+    """
     layer = make_layer(in_channels=shape[1])
     layer.initialize(ctx=ctx)
     if hybridize:
-        layer.hybridize()
+        layer.hybridize(**(hybridize if isinstance(hybridize, dict) else {}))
     X = nd.random.normal(2.0, 3.0, shape=shape, ctx=ctx)
     X.attach_grad()
     dY = nd.random.normal(shape=shape, ctx=ctx)

@@ -8,7 +8,7 @@ from mxnet import autograd, nd
 
 from ..functional.batch_norm import update_moving_stats, var_correction
 from ..functional.sync_batch_norm import combine_moments, local_moments, normalize_slice
-from .. import device_turns as _lockstep
+from .. import device_turns
 from .batch_norm import BatchNorm
 
 
@@ -50,7 +50,7 @@ class SyncBatchNorm(BatchNorm):
                                "cannot run inside a hybridized graph. Leave the net that holds it unhybridized "
                                "(hybridize its other blocks one by one if needed).")
         k = self._kwargs
-        group = _lockstep.current()
+        group = device_turns.current()
         training = autograd.is_training() and not k['use_global_stats']
         if not training or group is None:
             if training and len(self.gamma.list_ctx()) > 1:
@@ -63,7 +63,7 @@ class SyncBatchNorm(BatchNorm):
         if self.num_devices is not None and self.num_devices != size:
             raise RuntimeError(f"SyncBatchNorm(num_devices={self.num_devices}) was called on {size} devices.")
         ctx, axis = x.context, k['axis']
-        moments = _lockstep.all_gather(local_moments(x, axis))        # every device's (m, sum, q), device order
+        moments = device_turns.all_gather(local_moments(x, axis))        # every device's (m, sum, q), device order
         m, mean, var = combine_moments([(m_k, s_k.as_in_context(ctx), q_k.as_in_context(ctx))
                                         for m_k, s_k, q_k in moments])  # the whole batch's, on this device
         update_moving_stats(running_mean, running_var, mean, var, k['momentum'], var_correction(m, k['unbiased_var']))

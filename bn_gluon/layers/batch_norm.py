@@ -119,29 +119,36 @@ class BatchNorm(HybridBlock):
                           training=autograd.is_training() and not k['use_global_stats'],
                           momentum=k['momentum'], eps=k['eps'], axis=k['axis'], unbiased_var=k['unbiased_var'])
 
-    def _graph(self, F, x, gamma_param, beta, running_mean, running_var, unused=None):
+    def _graph(self, F, x, gamma, beta, running_mean, running_var, *state):
         """The same formulas in a hybridized graph, where training or not is known only when it runs.
 
-        ``unused``: a Parameter the formulas do not read, kept in the graph (Gluon infers shapes there).
+        ``state``: further Parameters of a subclass, handed on to :meth:`_graph_normalize`.
         """
         k = self._kwargs
         X = F.cast(x, 'float32') if self._half else x
         rows = as_rows(F, X, k['axis'])                                          # (N, C, H, W) -> (N*C, H*W)
         mean, var, _ = batch_moments(F, rows)                                    # (1, C) each
-        scale, beta = tie_shape(F, (gamma_param, beta), F.reshape(mean, shape=(-1,)))
+        channels = F.reshape(mean, shape=(-1,))
+        scale, beta = tie_shape(F, (gamma, beta), channels)
         gamma = scale if k['scale'] else None                    # scale=False: gamma is 1, as in gluon
         if k['use_global_stats']:
-            mean, var = tie_shape(F, (running_mean, running_var), F.reshape(mean, shape=(-1,)))
-            if unused is not None:
-                mean = F.broadcast_add(mean, F.zeros_like(unused))
+            mean, var = tie_shape(F, (running_mean, running_var), channels)
+            for v in state:                                      # unread here, but Gluon looks for them
+                mean = F.broadcast_add(mean, F.zeros_like(v))
+            Y = normalize(F, center(F, rows, mean), var, gamma, beta, k['eps'], rows)
         else:
-            training, moving_mean, moving_var = moving_stats(
-                F, mean, var, x, running_mean, running_var, momentum=k['momentum'], unbiased_var=k['unbiased_var'])
-            mean = F.where(training, mean, moving_mean)          # the batch's in training, else the running
-            var = F.where(training, var, moving_var)
-        Y = normalize(F, center(F, rows, mean), var, gamma, beta, k['eps'], rows)   # with the statistics in use
+            Y = self._graph_normalize(F, rows, mean, var, gamma, beta, x, running_mean, running_var, *state)
         Y = from_rows(F, Y, X, k['axis'])
         return F.cast(Y, 'float16') if self._half else Y
+
+    def _graph_normalize(self, F, rows, mean, var, gamma, beta, x, running_mean, running_var):
+        """Normalize with the batch statistics in training, else the running ones; move the running ones."""
+        k = self._kwargs
+        training, moving_mean, moving_var = moving_stats(
+            F, mean, var, x, running_mean, running_var, momentum=k['momentum'], unbiased_var=k['unbiased_var'])
+        mean = F.where(training, mean, moving_mean)              # the batch's in training, else the running
+        var = F.where(training, var, moving_var)
+        return normalize(F, center(F, rows, mean), var, gamma, beta, k['eps'], rows)
 
     def __repr__(self):
         channels = self.gamma.shape[0] or None

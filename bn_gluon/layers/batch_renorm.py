@@ -6,8 +6,7 @@ NIPS 2017. The math is in :mod:`bn_gluon.functional.batch_renorm`.
 from mxnet import autograd, nd
 
 from ..functional import batch_norm
-from ..functional._shapes import tie_shape
-from ..functional.batch_norm import as_rows, batch_moments, center, from_rows
+from ..functional.batch_norm import center
 from ..functional.batch_renorm import RenormSchedule, batch_renorm, renorm_correction, renormalize
 from ._moving_stats_op import moving_stats
 from .batch_norm import BatchNorm
@@ -72,27 +71,17 @@ class BatchRenorm(BatchNorm):
             num_steps[:] = num_steps + 1
         return Y
 
-    def _graph(self, F, x, gamma_param, beta, running_mean, running_var, num_steps):
-        """Batch renorm in a hybridized graph; inference (and ``use_global_stats``) is BatchNorm's."""
+    def _graph_normalize(self, F, rows, mean, var, gamma, beta, x, running_mean, running_var, num_steps):
+        """Batch renorm in training; in inference batch norm with the running statistics (r = 1, d = 0)."""
         k = self._kwargs
-        if k['use_global_stats']:
-            return super()._graph(F, x, gamma_param, beta, running_mean, running_var, unused=num_steps)
-        X = F.cast(x, 'float32') if self._half else x
-        rows = as_rows(F, X, k['axis'])                                          # (N, C, H, W) -> (N*C, H*W)
-        mean, var, _ = batch_moments(F, rows)                                    # (1, C) each
-        scale, beta = tie_shape(F, (gamma_param, beta), F.reshape(mean, shape=(-1,)))
-        gamma = scale if k['scale'] else None                    # scale=False: gamma is 1, as in gluon
         training, moving_mean, moving_var, rmax, dmax = moving_stats(
             F, mean, var, x, running_mean, running_var, momentum=k['momentum'], unbiased_var=k['unbiased_var'],
             num_steps=num_steps, schedule=self.schedule)
         r, d = renorm_correction(F, F.BlockGrad(mean), F.BlockGrad(var), moving_mean, moving_var, rmax, dmax,
                                  k['eps'])
-        # inference: batch norm with the running statistics, i.e. r = 1, d = 0 around them
         r, d = F.where(training, r, F.ones_like(r)), F.where(training, d, F.zeros_like(d))
         mean, var = F.where(training, mean, moving_mean), F.where(training, var, moving_var)
-        Y = renormalize(F, center(F, rows, mean), var, r, d, gamma, beta, k['eps'], rows)
-        Y = from_rows(F, Y, X, k['axis'])
-        return F.cast(Y, 'float16') if self._half else Y
+        return renormalize(F, center(F, rows, mean), var, r, d, gamma, beta, k['eps'], rows)
 
     def __repr__(self):
         return f'{super().__repr__()[:-1]}, schedule={self.schedule!r})'

@@ -7,10 +7,10 @@ gradients, through a custom operator with a hand-written backward (:mod:`.op`) o
 differences. It is safe in chain networks such as the LeNet; in branching ones (ResNets) use the
 reference (see :mod:`.op`). ``benchmarks/bench_bn.py`` measures what it gains.
 """
-import numpy as np
 from mxnet import autograd, nd
 
 from .._checks import check_batch_norm
+from ..batch_norm import at_least_float32
 from . import kernels
 from .op import BRANCHING_WARNING, batch_norm_op
 
@@ -23,8 +23,7 @@ def batch_norm(X, gamma, beta, moving_mean, moving_var, *, training, momentum=0.
     axis, C, _ = check_batch_norm(X, gamma, beta, moving_mean, moving_var, training, momentum, eps, axis)
     kwargs = dict(momentum=momentum, eps=eps, axis=axis, unbiased_var=unbiased_var)
     if not autograd.is_recording():   # no backward to come: the kernels alone
-        dtype = X.dtype
-        X32 = X.astype('float32') if dtype == np.float16 else X
+        dtype, X32 = X.dtype, at_least_float32(X)
         gamma, beta = (None if v is None else v.astype(X32.dtype, copy=False) for v in (gamma, beta))
         Y, _ = kernels.forward(X32, gamma, beta, moving_mean, moving_var, training=training, for_backward=False,
                                **kwargs)

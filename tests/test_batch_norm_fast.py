@@ -296,3 +296,15 @@ def test_the_fast_functions_right_after_a_hybridized_layer_finish():
     thread) have not run yet must not deadlock MXNet's engine. In a fresh process, with a time limit far
     above the second it takes, so that a hang fails instead of stalling the run."""
     subprocess.run([sys.executable, '-c', AFTER_HYBRIDIZED], check=True, timeout=300)
+
+
+def test_the_old_module_name_warns_and_still_works():
+    import importlib
+    import sys as _sys
+    _sys.modules.pop('bn_gluon.functional.batch_norm_fast', None)
+    with pytest.warns(FutureWarning, match='moved to bn_gluon.functional.fast'):
+        old = importlib.import_module('bn_gluon.functional.batch_norm_fast')
+    X = nd.array(np.random.RandomState(16).normal(size=(6, 3)))
+    Y_old = old.batch_norm_fast(X, None, None, nd.zeros(3), nd.ones(3), training=True)
+    Y_new = fast.batch_norm(X, None, None, nd.zeros(3), nd.ones(3), training=True)
+    np.testing.assert_array_equal(Y_old.asnumpy(), Y_new.asnumpy())

@@ -42,9 +42,8 @@ def default_layout(F, x):
     """``x`` through a reshape to its own shape: the same values, in MXNet's default memory layout.
 
     MXNet 1.9's MKL-DNN operators may leave their output in a blocked layout; a custom operator given
-    such an array in a hybridized graph gets a copy that does not reliably hold the producer's values
-    (gluoncv's ResNets came out wrong by up to 1e35). Reshape, an ordinary graph operator, writes a
-    default-layout array; on one already in the default layout it runs in place.
+    such an array gets a copy that does not reliably hold the producer's values (docs/performance.md).
+    Reshape, an ordinary operator, writes a default-layout array; on one already in it, it runs in place.
     """
     return F.reshape_like(F.reshape(x, shape=(-1,)), x)
 

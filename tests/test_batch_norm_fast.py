@@ -308,3 +308,20 @@ def test_the_old_module_name_warns_and_still_works():
     Y_old = old.batch_norm_fast(X, None, None, nd.zeros(3), nd.ones(3), training=True)
     Y_new = fast.batch_norm(X, None, None, nd.zeros(3), nd.ones(3), training=True)
     np.testing.assert_array_equal(Y_old.asnumpy(), Y_new.asnumpy())
+
+
+@pytest.mark.parametrize('style', ['gluon', 'raw'])
+def test_the_impl_option_reaches_the_network(style):
+    from bn_gluon.config import TrainConfig
+    from bn_gluon.models import build_net
+    net = build_net('scratch', style, impl='fast')
+    if style == 'gluon':
+        assert {net.bn1._impl, net.bn2._impl} == {'fast'}
+    else:
+        assert net.impl == 'fast'
+    assert TrainConfig(impl='fast').validate().impl == 'fast'
+    with pytest.raises(ValueError, match='--impl fast chooses how the scratch batch norm computes; it needs '
+                                         '--norm scratch, got --norm gluon'):
+        TrainConfig(impl='fast', norm='gluon').validate()
+    with pytest.raises(ValueError, match='--impl must be one of reference, fast'):
+        TrainConfig(impl='fused').validate()

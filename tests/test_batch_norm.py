@@ -326,6 +326,7 @@ def test_hybridized_and_imperative_give_the_same_numbers():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['cifar_resnet20_v1', 'cifar_resnet20_v2'])
 def test_gluoncv_resnet_with_scratch_norm_layer_matches_gluon_twin(name, tmp_path):
     from gluoncv.model_zoo import get_model

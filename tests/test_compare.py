@@ -133,6 +133,7 @@ def test_conventions_differ_so_the_checks_can_fail():
 
 # --- gluoncv ResNets and interchange ------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['cifar_resnet20_v1', 'cifar_resnet20_v2'])
 def test_gluoncv_resnet_twins_agree_in_both_modes_and_after_a_step(name):
     r = compare_resnet(name, steps=1, batch_size=4)
@@ -143,6 +144,7 @@ def test_gluoncv_resnet_twins_agree_in_both_modes_and_after_a_step(name):
     assert r['inference_after'] < 1e-3
 
 
+@pytest.mark.slow
 def test_resnet_twins_drift_no_more_than_float32_rounding():
     """Over several steps the ResNet amplifies rounding; gluon's own float32-vs-float64 drift is the bar."""
     r = compare_resnet('cifar_resnet20_v2', steps=2, batch_size=4)
@@ -151,6 +153,7 @@ def test_resnet_twins_drift_no_more_than_float32_rounding():
         assert max(r['training'][q]) < 10 * max(yardstick['training'][q]) + 1e-5, q
 
 
+@pytest.mark.slow
 def test_resnet_v2_first_norm_moves_only_in_ours_without_an_input_gradient():
     """MXNet's CPU operator updates in backward, which never reaches a BN on the input needing no gradient."""
     r = compare_resnet('cifar_resnet20_v2', steps=1, batch_size=4, input_grad=False)

@@ -66,6 +66,7 @@ def _run(code, path):
     return subprocess.run([sys.executable, '-c', env_code], capture_output=True, text=True, cwd=ROOT, timeout=300)
 
 
+@pytest.mark.slow
 def test_the_stand_in_torch_breaks_gluoncv_without_the_patched_check(tmp_path):
     code = 'import sys, bn_gluon; del sys.modules["gluoncv.check"]; import gluoncv'   # numpy aliases only
     out = _run(code, _stand_in_torch(tmp_path, with_metadata=False))
@@ -73,6 +74,7 @@ def test_the_stand_in_torch_breaks_gluoncv_without_the_patched_check(tmp_path):
     assert 'RuntimeError' in out.stderr and 'Legacy torch==2.3.1' in out.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('with_metadata', [False, True], ids=['torch-on-the-path', 'torch-installed'])
 def test_gluoncv_models_work_beside_torch2_once_bn_gluon_is_imported(tmp_path, with_metadata):
     out = _run("""

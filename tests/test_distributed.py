@@ -72,6 +72,7 @@ def reference_run():
     return {name: p.data(ctxs[0]).asnumpy() for name, p in params.items()}
 
 
+@pytest.mark.distributed
 def test_two_workers_and_a_server_train_like_one_process_with_the_global_batch(tmp_path):
     job = launch_job(['-n', '2', '-s', '1', '--timeout', '120', '--', sys.executable, WORKER, '--out', str(tmp_path)])
     assert job.returncode == 0, job.stderr[-3000:]
@@ -90,6 +91,7 @@ def test_two_workers_and_a_server_train_like_one_process_with_the_global_batch(t
     assert np.abs(reference['0.weight'] - initial).max() > 1e-2
 
 
+@pytest.mark.distributed
 def test_a_killed_worker_stops_the_whole_job_with_a_clear_message(tmp_path, capsys):
     # the launcher runs in this process: one MXNet start-up less
     rc = launch.main(['-n', '2', '--timeout', '120', '--', sys.executable, WORKER, '--out', str(tmp_path),
@@ -104,6 +106,7 @@ def test_a_killed_worker_stops_the_whole_job_with_a_clear_message(tmp_path, caps
     assert not (tmp_path / 'worker0.npz').exists()      # the survivor was stopped, not left to finish
 
 
+@pytest.mark.distributed
 def test_a_job_past_its_timeout_is_stopped(capsys):
     rc = launch.main(['-n', '1', '--timeout', '2', '--', sys.executable, '-c', 'import time; time.sleep(600)'])
     assert rc == 124
@@ -121,6 +124,7 @@ def taken_port():
         yield s.getsockname()[1]
 
 
+@pytest.mark.distributed
 def test_a_port_taken_before_the_scheduler_binds_it_is_replaced(taken_port, monkeypatch):
     """The launcher's free port is taken by someone else in between: it starts the scheduler on another."""
     ports = iter([taken_port])
@@ -137,6 +141,7 @@ def test_a_port_taken_before_the_scheduler_binds_it_is_replaced(taken_port, monk
     assert processes_of_job(job.port) == [] and processes_of_job(taken_port) == []
 
 
+@pytest.mark.distributed
 def test_a_given_port_that_is_taken_is_said_in_words(taken_port, capsys):
     rc = launch.main(['-n', '1', '--port', str(taken_port), '--timeout', '60', '--', sys.executable, '-c', 'pass'])
     assert rc == 1

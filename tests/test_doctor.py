@@ -175,6 +175,7 @@ def test_a_corrupt_copy_in_a_searched_folder_is_named(monkeypatch, tmp_path):
     assert report.problems[0]['found'].startswith(f'{tmp_path} holds Fashion-MNIST files that do not verify')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('command', [['-m', 'bn_gluon.doctor', '--json'], ['bn_gluon/doctor.py', '--json']],
                          ids=['module', 'file'])
 def test_runs_as_a_module_and_as_a_file(command):

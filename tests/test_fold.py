@@ -423,6 +423,7 @@ def cli(*args):
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings('ignore:Cannot decide type')   # plain gluon, as a user would load it
 def test_cli_exports_a_trained_run(tmp_path):
     net = write_run(tmp_path / 'run')
@@ -454,6 +455,7 @@ def test_cli_reads_a_checkpoint_folder_of_either_style(style, tmp_path):
     close(exported(images()), net(images()))
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_missing_checkpoint_and_writes_nothing(tmp_path):
     result = cli(tmp_path / 'nowhere', tmp_path / 'out')
     assert result.returncode == 2
@@ -493,6 +495,7 @@ def test_cli_errors_name_the_problem_and_write_nothing(problem, message, tmp_pat
     assert (sorted(os.listdir(out)) if out.exists() else None) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('how', ['truncated', 'foreign'])
 def test_cli_names_a_truncated_or_foreign_parameter_file_and_writes_nothing(how, tmp_path):
     run = tmp_path / 'run'

@@ -30,6 +30,7 @@ def faults(mode):
     return [int(v) for v in out.stdout.split()]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(platform.libc_ver()[0] != 'glibc', reason='needs glibc')
 def test_a_freed_block_is_written_again_without_page_faults():
     kept, default = faults('keep'), faults('default')

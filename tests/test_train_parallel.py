@@ -152,6 +152,7 @@ def test_train_py_on_two_contexts_with_sync_bn_writes_a_run_that_evaluates(data_
     assert 'norm sync' in out and 'test accuracy' in out
 
 
+@pytest.mark.distributed
 def test_train_py_with_dist_sync_under_the_launcher_trains_and_worker_0_writes_the_run(data_dir, tmp_path):
     result = run(['-m', 'bn_gluon.launch', '-n', '2', '--timeout', '200', '--', sys.executable]
                  + train_flags(data_dir) + ['--kvstore', 'dist_sync', '--out', 'run'], tmp_path)

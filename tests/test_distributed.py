@@ -183,3 +183,75 @@ def test_dmlc_environment_of_a_local_process():
     assert env == {'DMLC_ROLE': 'worker', 'DMLC_PS_ROOT_URI': '127.0.0.1', 'DMLC_PS_ROOT_PORT': '9300',
                    'DMLC_NUM_WORKER': '2', 'DMLC_NUM_SERVER': '1', 'DMLC_NODE_HOST': '127.0.0.1'}
     assert signal.SIGKILL  # the launcher's kill path exists on this platform
+
+
+# --- the launcher's watch over its processes, with stand-ins for MXNet's scheduler and servers ---------
+# A stand-in scheduler listens on the job's port as MXNet's would; stand-in servers wait, or leave at once
+# when STAND_IN_SERVER=leaves. Each starts in milliseconds, so these run in the quick tier.
+STAND_IN = """
+import os, socket, time
+if os.environ['DMLC_ROLE'] == 'scheduler':
+    s = socket.socket()
+    s.bind(('127.0.0.1', int(os.environ['DMLC_PS_ROOT_PORT'])))
+    s.listen()
+    time.sleep(600)
+elif os.environ.get('STAND_IN_SERVER') != 'leaves':
+    time.sleep(600)
+"""
+
+
+@pytest.fixture
+def stand_ins(monkeypatch):
+    monkeypatch.setattr(launch, 'SERVE', [sys.executable, '-c', STAND_IN])
+    monkeypatch.setattr(launch, 'GRACE_SECONDS', 0.5)
+
+
+def python(code):
+    return [sys.executable, '-c', code]
+
+
+def test_a_job_whose_workers_succeed_exits_0_and_leaves_nothing_running(stand_ins, capsys):
+    check = "import os; assert os.environ['DMLC_ROLE'] == 'worker' and os.environ['DMLC_NUM_WORKER'] == '2'"
+    assert launch.main(['-n', '2', '-s', '2', '--', *python(check)]) == 0
+    stderr = capsys.readouterr().err
+    assert '2 server(s), 2 worker(s)' in stderr
+    assert 'the scheduler and servers did not leave within 0.5 s and were stopped' in stderr
+    assert processes_of_job(port_of(stderr)) == []
+
+
+def test_a_failing_worker_stops_the_job_and_its_status_is_the_jobs(stand_ins, capsys):
+    assert launch.main(['-n', '2', '--', *python('import sys; sys.exit(3)')]) == 3
+    stderr = capsys.readouterr().err
+    assert re.search(r'worker \d \(pid \d+\) exited with status 3; stopping', stderr), stderr
+    assert processes_of_job(port_of(stderr)) == []
+
+
+def test_a_server_that_leaves_while_workers_run_stops_the_job(stand_ins, monkeypatch, capsys):
+    monkeypatch.setenv('STAND_IN_SERVER', 'leaves')
+    assert launch.main(['-n', '1', '--', *python('import time; time.sleep(600)')]) == 1
+    stderr = capsys.readouterr().err
+    assert 'server 0 left, but workers were still running 0.5 s later; stopping' in stderr
+    assert processes_of_job(port_of(stderr)) == []
+
+
+def test_sigterm_to_the_launcher_stops_every_process_and_restores_the_handler(stand_ins, capsys):
+    before = signal.getsignal(signal.SIGTERM)
+    kill_parent = 'import os, signal, time; os.kill(os.getppid(), signal.SIGTERM); time.sleep(600)'
+    with pytest.raises(SystemExit) as exit_:
+        launch.main(['-n', '1', '--', *python(kill_parent)])
+    assert exit_.value.code == 128 + signal.SIGTERM
+    stderr = capsys.readouterr().err
+    assert 'got SIGTERM; stopping every process' in stderr
+    assert processes_of_job(port_of(stderr)) == []
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_worker_command_that_cannot_start_is_said_in_words(stand_ins, capsys):
+    assert launch.main(['-n', '1', '--', '/nonexistent/worker']) == 1
+    assert "launch: could not start" in capsys.readouterr().err
+
+
+def test_a_killed_process_is_described_by_its_signal():
+    assert launch._describe(-signal.SIGKILL) == 'was killed by SIGKILL'
+    assert launch._describe(-200) == 'was killed by signal 200'
+    assert launch._describe(2) == 'exited with status 2'

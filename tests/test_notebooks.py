@@ -14,7 +14,7 @@ PATHS = execute.notebooks()
 
 def test_the_course_has_its_notebooks():
     names = {p.name[:2] for p in PATHS}
-    assert {'01', '02', '03', '04', '05', '06', '07'} <= names
+    assert {'01', '02', '03', '04', '05', '06', '07', '08'} <= names
 
 
 @pytest.mark.parametrize('path', PATHS, ids=[p.stem for p in PATHS])

@@ -51,3 +51,14 @@ def _seed():
     """Every test starts from the same random state."""
     mx.random.seed(0)
     np.random.seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _engine_idle_after():
+    """Every test leaves MXNet's engine idle, so no work of one test runs into the next.
+
+    A custom operator still running on MXNet's thread when a later test starts a process deadlocked
+    Python 3.8's fork (MXNet's fork handler waits for the operator, which waits for the interpreter).
+    """
+    yield
+    mx.nd.waitall()

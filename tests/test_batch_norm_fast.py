@@ -295,6 +295,7 @@ def test_the_fast_functions_right_after_a_hybridized_layer_finish():
     """The kernels called on the main thread while the hybridized layer's custom operators (on another
     thread) have not run yet must not deadlock MXNet's engine. In a fresh process, with a time limit far
     above the second it takes, so that a hang fails instead of stalling the run."""
+    nd.waitall()   # no work of this process may run while it forks
     subprocess.run([sys.executable, '-c', AFTER_HYBRIDIZED], check=True, timeout=300)
 
 

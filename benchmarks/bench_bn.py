@@ -30,7 +30,7 @@ import time
 import bn_gluon  # first: it makes mxnet importable on numpy 1.24 and later
 import mxnet as mx
 import numpy as np
-from mxnet import autograd, gluon, nd
+from mxnet import gluon, nd
 
 from bn_gluon.compare.speed import interleaved, training_step
 from bn_gluon.compare.speed import layer_step as layer_step_of

@@ -6,19 +6,22 @@ and finite differences, in float32 and float64, and with channel means 1e4 times
 formulas come from the reference module (the affine map, the moving average, the backward's sums); what
 differs is how each pass runs (``docs/performance.md`` has the measurements):
 
-1. Row sums are matrix-vector products (``FullyConnected`` with a row of ones), sums of squares are L2
-   pooling, so ``x^2`` is never written.
-2. The variance takes one pass, shifted: ``var = E[(x - K)^2] - E[x - K]^2``, K being the first example's
-   channel mean. Unshifted, ``E[x^2] - E[x]^2`` loses every digit in float32 when the mean is 1e4 times
-   the standard deviation; shifted, only as many as ``(K - mean)^2 / var`` is large.
-3. Normalizing is one per-channel ``scale * x + shift`` (:func:`~bn_gluon.functional.batch_norm.
-   inference_affine` applied to the batch statistics), a broadcast over the rows.
+1. Per-channel means are matrix-vector products (``FullyConnected`` with a row of ``1/S``), not MXNet's
+   reductions.
+2. The variance is shifted: ``var = E[(x - K)^2] - E[x - K]^2``, K being the first example's channel
+   mean, so the mean and the variance come from one pass over ``x - K``. In float32 this keeps the digits
+   of ``x - mean`` even where the mean is 1e4 times the standard deviation (``E[x^2] - E[x]^2`` loses
+   them all); a mean computed first loses some to its own rounding.
+3. A per-channel ``scale * x + shift`` takes one pass where rows hold at least ``CONV_MIN_S`` values (the
+   LeNet's first batch norm): a 1x1 convolution with one group per channel, whose output channel c is
+   ``w[c] * x[:, c] + b[c]``. On shorter rows, where the convolution's cost per group dominates, it is a
+   broadcast multiply and a broadcast add over the rows.
 4. Each pass's dozen small ``nd`` calls run as one compiled graph (``mx.nd.CachedOp``, built once per
    shape): a Python call into MXNet costs tens of microseconds.
 
 The math is written once against ``F`` (``mxnet.nd`` or ``mxnet.sym``) on a view of ``X`` seen as
-``(P, C, S)`` (P: the axes before the channel axis, S: after): ``(1, P*C, S)``, one row per (sample,
-channel), or ``(P, C)`` when S == 1.
+``(P, C, S)`` (P: the axes before the channel axis, S: after): ``(P, C, S)`` itself for the convolution,
+``(P*C, S)``, one row per (sample, channel), for the broadcasts, or ``(P, C)`` when S == 1.
 """
 import threading
 from collections import OrderedDict, namedtuple
@@ -28,7 +31,9 @@ from mxnet import nd, sym
 
 from ..batch_norm import inference_affine, moving_average
 
-# X.shape seen as (P, C, S); math dtype; device; rows view
+CONV_MIN_S = 128  # rows this long or longer scale and shift as a convolution (see _affine)
+
+# X.shape seen as (P, C, S); math dtype; device; the view the math works on
 Layout = namedtuple('Layout', 'shape P C S dtype ctx view')
 _LAYOUTS = {}  # (shape, axis, dtype, context) -> Layout: computing one costs more than the rest of a call
 
@@ -36,9 +41,9 @@ _LAYOUTS = {}  # (shape, axis, dtype, context) -> Layout: computing one costs mo
 def layout(X, axis):
     """(P, C, S) of ``X`` around its channel ``axis``: (N, C, H, W), axis 1 -> (N, C, H*W).
 
-    The math works on a view with one row per (sample, channel), ``(1, P*C, S)``, which matrix products,
-    1-D pooling and column broadcasts all accept as it is (a reshape inside a compiled graph copies), or
-    on ``(P, C)`` when S == 1.
+    The math works on ``(P, C, S)`` where it scales and shifts by convolution, else on a view with one
+    row per (sample, channel), ``(P*C, S)``, or ``(P, C)`` when S == 1: a reshape inside a compiled graph
+    copies, one outside it is free.
     """
     key = (X.shape, axis, X.dtype, X.context)
     if key not in _LAYOUTS:
@@ -47,7 +52,8 @@ def layout(X, axis):
         P, C, S = int(np.prod(shape[:axis])), shape[axis], int(np.prod(shape[axis + 1:]))
         if len(_LAYOUTS) > 256:
             _LAYOUTS.clear()
-        _LAYOUTS[key] = Layout(shape, P, C, S, dtype, ctx, (1, P * C, S) if S > 1 else (P, C))
+        view = (P, C, S) if S >= CONV_MIN_S else (P * C, S) if S > 1 else (P, C)
+        _LAYOUTS[key] = Layout(shape, P, C, S, dtype, ctx, view)
     return _LAYOUTS[key]
 
 
@@ -64,35 +70,30 @@ def _mean_over_P(F, rows, L):
 
 
 def _channel_mean(F, Z, L):
-    """Per-channel mean of a rows view: row means as matrix-vector products, then the mean over samples."""
+    """Per-channel mean: each row's mean as a matrix-vector product, then the mean over samples."""
     if L.S == 1:
         return _mean_over_P(F, Z, L)
     ones = F.full((1, L.S), 1.0 / L.S, dtype=L.dtype)
     return _mean_over_P(F, F.FullyConnected(Z, ones, no_bias=True, num_hidden=1, flatten=False), L)
 
 
-def _channel_mean_square(F, Z, L):
-    """Per-channel mean of ``Z ** 2`` without writing ``Z ** 2``: L2 pooling gives ``sqrt(sum(z^2))`` per row."""
-    if L.S == 1:
-        return _mean_over_P(F, F.square(Z), L)
-    row_norms = F.Pooling(Z, global_pool=True, pool_type='lp', p_value=2, kernel=(1,))   # (1, P*C, 1)
-    return _mean_over_P(F, F.square(row_norms), L) / L.S
-
-
-def _per_row(F, v, L):
-    """A per-channel (C,) vector shaped to broadcast over a rows view: (1, P*C, 1), or (1, C) when S == 1."""
-    if L.S == 1:
-        return v.reshape((1, L.C))
-    return F.broadcast_to(v.reshape((1, 1, L.C)), (1, L.P, L.C)).reshape((1, L.P * L.C, 1))
-
-
 def _affine(F, Z, scale, shift, L):
-    """``Z * scale + shift`` per channel of a rows view (None: no scale, no shift), as column broadcasts."""
+    """``Z * scale + shift`` per channel (None: no scale, no shift), in one pass or two (module notes, 3)."""
+    if L.S >= CONV_MIN_S:
+        weight = (F.ones((L.C,), dtype=L.dtype) if scale is None else scale).reshape((L.C, 1, 1))
+        return F.Convolution(Z, weight, shift, no_bias=shift is None, kernel=(1,), num_filter=L.C, num_group=L.C)
     if scale is not None:
         Z = F.broadcast_mul(Z, _per_row(F, scale, L))
     if shift is not None:
         Z = F.broadcast_add(Z, _per_row(F, shift, L))
     return Z
+
+
+def _per_row(F, v, L):
+    """A per-channel (C,) vector shaped to broadcast over the rows: (P*C, 1), or (1, C) when S == 1."""
+    if L.S == 1:
+        return v.reshape((1, L.C))
+    return F.broadcast_to(v.reshape((1, L.C)), (L.P, L.C)).reshape((L.P * L.C, 1))
 
 
 def _normalize(F, Xc, d, var, gamma, beta, *, L, eps):
@@ -107,11 +108,12 @@ def _normalize(F, Xc, d, var, gamma, beta, *, L, eps):
 def _train_forward(F, X, gamma, beta, moving_mean, moving_var, *, L, eps, momentum, var_correction,
                    stats_dtype):
     """Algorithm 1: normalize with the batch statistics; also the new running statistics."""
-    first = F.slice_axis(X, axis=1, begin=0, end=L.C) if L.S > 1 else F.slice_axis(X, axis=0, begin=0, end=1)
+    rows_per_example = L.C if L.view == (L.P * L.C, L.S) else 1
+    first = F.slice_axis(X, axis=0, begin=0, end=rows_per_example)
     K = _channel_mean(F, first, L._replace(P=1))                         # sample 0's channel means
     Xc = _affine(F, X, None, -K, L)                                       # x - K: close to zero mean
     d = _channel_mean(F, Xc, L)                                            # E[x - K] = mean - K
-    var = _channel_mean_square(F, Xc, L) - F.square(d)             # E[(x-K)^2] - E[x-K]^2, biased
+    var = _channel_mean(F, F.square(Xc), L) - F.square(d)          # E[(x-K)^2] - E[x-K]^2, biased
     Y, stats = _normalize(F, Xc, d, var, gamma, beta, L=L, eps=eps)
     new_mean = moving_average(F.cast(moving_mean, L.dtype), K + d, momentum)   # MXNet's convention
     new_var = moving_average(F.cast(moving_var, L.dtype), var_correction * var, momentum)

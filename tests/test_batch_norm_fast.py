@@ -4,8 +4,11 @@ The reference path reads like the paper and is differentiated by autograd; the f
 same numbers with other kernels and a hand-derived gradient. Both run on the same inputs here, in
 2-D, 3-D and 4-D, float32 and float64, training and inference, imperative and hybridized.
 """
+import functools
 import subprocess
 import sys
+import warnings
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -314,6 +317,35 @@ def test_the_old_module_name_warns_and_still_works():
     Y_old = old.batch_norm_fast(X, None, None, nd.zeros(3), nd.ones(3), training=True)
     Y_new = fast.batch_norm(X, None, None, nd.zeros(3), nd.ones(3), training=True)
     np.testing.assert_array_equal(Y_old.asnumpy(), Y_new.asnumpy())
+
+
+@contextmanager
+def _refusing(category):
+    """Warnings of ``category`` raised as errors inside the block."""
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', category)
+        yield
+
+
+@pytest.mark.parametrize('impl', ['fast', 'reference'])
+def test_the_old_impl_argument_warns_and_still_chooses(impl):
+    """``functional.batch_norm(..., impl=...)`` keeps working for one release, warning where to go."""
+    X, dY = (nd.array(a) for a in np.random.RandomState(17).normal(3.0, 2.0, size=(2, 4, 3, 5, 6)))
+    results = {}
+    for name, call in [('old', functools.partial(batch_norm, impl=impl)), ('new', IMPLS[impl])]:
+        X.attach_grad()
+        with pytest.warns(FutureWarning, match='functional.fast.batch_norm') if name == 'old' else _refusing(FutureWarning):
+            with autograd.record():
+                Y = call(X, None, None, nd.zeros(3), nd.ones(3), training=True)
+        Y.backward(dY)
+        results[name] = Y.asnumpy(), X.grad.asnumpy()
+    for old, new in zip(results['old'], results['new']):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_an_unknown_old_impl_argument_is_refused():
+    with pytest.raises(ValueError, match="'reference' or 'fast', got 'fastest'"):
+        batch_norm(nd.ones((4, 3)), None, None, nd.zeros(3), nd.ones(3), training=True, impl='fastest')
 
 
 @pytest.mark.parametrize('style', ['gluon', 'raw'])

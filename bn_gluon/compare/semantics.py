@@ -21,7 +21,7 @@ import numpy as np
 from mxnet import autograd, gluon, nd
 
 from .. import BatchNorm
-from ..functional import batch_norm
+from ..functional.batch_norm import batch_norm
 
 Convention = namedtuple('Convention', 'system momentum variance moves setting checked_against')
 

@@ -8,10 +8,10 @@ import warnings
 from mxnet import autograd, nd
 from mxnet.gluon import HybridBlock
 
-from ..functional import batch_norm, fast
+from ..functional import fast
 from ..functional._checks import check_eps, check_momentum
 from ..functional._shapes import tie_shape
-from ..functional.batch_norm import as_rows, batch_moments, center, from_rows, normalize
+from ..functional.batch_norm import as_rows, batch_moments, batch_norm, center, from_rows, normalize
 from ._moving_stats_op import moving_stats
 
 IMPLS = ('reference', 'fast')

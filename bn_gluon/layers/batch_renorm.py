@@ -5,7 +5,7 @@ NIPS 2017. The math is in :mod:`bn_gluon.functional.batch_renorm`.
 """
 from mxnet import autograd, nd
 
-from ..functional import batch_norm
+from ..functional.batch_norm import batch_norm
 from ..functional.batch_norm import center
 from ..functional.batch_renorm import RenormSchedule, batch_renorm, renorm_correction, renormalize
 from ._moving_stats_op import moving_stats

@@ -8,7 +8,8 @@ Gluon's (out, in) layout for dense weights; it knows batch norm only (norm 'scra
 import mxnet as mx
 from mxnet import autograd, gluon, nd
 
-from ..functional import batch_norm, fast
+from ..functional import fast
+from ..functional.batch_norm import batch_norm
 from .lenet import LAYERS, check_input
 from .norms import RAW_NORMS
 from .params import RUNNING_STATS, initial_value, is_running_stat, load_arrays, named_parameters

@@ -29,6 +29,10 @@ def plot_twin_training(history, path, yardstick=None):
     return _png(draw_twin_training, path, (8, 4.5), history, yardstick)
 
 
+def plot_float64_distances(results, path):
+    return _png(draw_float64_distances, path, (5 * len(results), 4.6), results)
+
+
 def plot_speed(rows, path):
     return _png(draw_speed, path, (8, 0.5 * len(rows) + 1.5), rows)
 
@@ -82,6 +86,30 @@ def draw_twin_training(fig, history, yardstick=None,
     ax.set_ylabel('max |difference|')
     ax.grid(alpha=0.3, which='both')
     ax.legend(fontsize=8, ncol=2 if yardstick is not None else 1)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def draw_float64_distances(fig, results, title="Distance to the float64 network after SGD, per seed"):
+    """For each network, one point per seed: gluon's float32 distance (x) against the scratch one's (y).
+
+    ``results``: name -> :func:`bn_gluon.compare.twins.distances_to_float64`; the last step counts.
+    Below the diagonal the scratch network is closer to the float64 answer than gluon's float32 one.
+    """
+    axes = fig.subplots(1, len(results), squeeze=False)[0]
+    for ax, (name, r) in zip(axes, results.items()):
+        x, y = ([max(d[-1], 1e-9) for d in r[k]] for k in ('gluon', 'scratch'))
+        ax.loglog(x, y, 'o', color=COLORS['scratch'], label='one seed')
+        low, high = min(x + y) / 3, max(x + y) * 3
+        ax.plot([low, high], [low, high], '--', color=COLORS['gluon'], label='as far as gluon float32')
+        ax.set_xlim(low, high)
+        ax.set_ylim(low, high)
+        ax.set_xlabel('gluon.nn.BatchNorm float32: max |param - float64|')
+        ax.set_ylabel('bn_gluon.BatchNorm float32: max |param - float64|')
+        ax.set_title(f"{name}, after {len(r['scratch'][0])} steps", fontsize=10)
+        ax.grid(alpha=0.3, which='both')
+        ax.legend(fontsize=8, loc='upper left')
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -1,6 +1,8 @@
 """The comparison's results as a Markdown report and as a short table for the terminal."""
 import warnings
 
+import numpy as np
+
 from .semantics import CONVENTIONS
 from .twin_training import QUANTITIES
 
@@ -66,6 +68,20 @@ def resnet_table(results):
                   'running stats', 'inference output after'], rows)
 
 
+def float64_table(results, rounding=1e-5):
+    """One row per network of :func:`bn_gluon.compare.twins.distances_to_float64`: the last step's
+    distances (median and worst over seeds) and on how many seeds each left float32 rounding at step 1."""
+    rows = []
+    for name, r in results.items():
+        last = {k: [d[-1] for d in r[k]] for k in ('scratch', 'gluon')}
+        left = {k: sum(d[0] > rounding for d in r[k]) for k in ('scratch', 'gluon')}
+        rows.append([name, len(r['scratch']), len(r['scratch'][0])]
+                    + [f'{np.median(last[k]):.1e} / {max(last[k]):.1e}' for k in ('scratch', 'gluon')]
+                    + [f"{left['scratch']} / {left['gluon']}"])
+    return table(['model', 'seeds', 'SGD steps', 'scratch: median / worst', 'gluon float32: median / worst',
+                  f'seeds beyond {rounding:.0e} at step 1 (scratch / gluon)'], rows)
+
+
 def report(results):
     """The whole report: one section per part of the comparison that ran."""
     c = results['config']
@@ -105,6 +121,13 @@ def report(results):
                   "gradient, backward never reaches the v2 network's first batch norm (on the input), so "
                   "MXNet's CPU operator, which updates in backward, leaves its running statistics alone.",
                   '', resnet_table(results['resnet'])]
+    if 'resnet_float64' in results:
+        parts += ['', "Each float32 network against gluon's float64 copy, all three trained side by side from "
+                  'the same parameters (largest learned-parameter difference after the last step). A float32 '
+                  'network either stays within rounding of the float64 one or, when an input lands within '
+                  'rounding of a ReLU or max-pooling kink, takes the other side there and drifts from step 1 '
+                  'on; which network meets such a kink varies with the seed.', '',
+                  float64_table(results['resnet_float64']), '', '![float64](compare-float64.png)']
     return '\n'.join(parts) + '\n'
 
 

@@ -19,7 +19,7 @@ from . import markdown, semantics
 from .runs import final_table, train_norms
 from .speed import measure_speed
 from .twin_training import train_lenet_twins
-from .twins import RESNETS, compare_resnet, interchange
+from .twins import RESNETS, compare_resnet, distances_to_float64, interchange
 
 SECTIONS = ('semantics', 'twins', 'runs', 'speed', 'resnet')
 RENAMED_SECTIONS = {'lockstep': 'twins'}   # old name -> new, accepted with a FutureWarning for one release
@@ -98,6 +98,8 @@ def run_comparison(config, out, *, sections=SECTIONS, twin_steps=200, speed_roun
             dict(compare_resnet(RESNETS[0], resnet_steps, ctx=ctx, hybridize=True), name=f'{RESNETS[0]}, hybridized'),
             dict(compare_resnet(RESNETS[1], resnet_steps, ctx=ctx, input_grad=False),
                  name=f'{RESNETS[1]}, no input gradient')]
+        results['resnet_float64'] = {name: distances_to_float64(name, resnet_steps, ctx=ctx) for name in RESNETS}
+        plots.plot_float64_distances(results['resnet_float64'], os.path.join(out, 'compare-float64.png'))
     results['seconds'] = time.time() - tic
     with open(os.path.join(out, 'results.json'), 'w') as f:
         json.dump(results, f, indent=1, default=float)

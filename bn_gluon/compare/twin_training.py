@@ -36,6 +36,22 @@ def dtype_of(net):
     return next(iter(named_parameters(net).values())).dtype
 
 
+def sgd_step(net, optimizer, X, y, input_grad=False):
+    """One training step of ``net`` on ``(X, y)`` (given in any dtype): ``(outputs, mean loss)``.
+
+    ``input_grad``: ask for the gradient of the input too (see :func:`train_twins`).
+    """
+    X, y = X.astype(dtype_of(net)), y.astype(dtype_of(net))        # copies: input gradients stay apart
+    if input_grad:
+        X.attach_grad()
+    with autograd.record():
+        y_hat = net(X)                                              # (B, classes)
+        loss = gluon.loss.SoftmaxCrossEntropyLoss()(y_hat, y)       # (B,)
+    loss.backward()
+    optimizer.step(X.shape[0])
+    return y_hat, loss.mean()
+
+
 def train_twins(net_a, net_b, batches, lr, momentum=0.0, weight_decay=0.0, input_grad=False):
     """Train both networks on ``batches`` with the hand-written SGD, one step each in turn.
 
@@ -60,22 +76,11 @@ def train_twins(net_a, net_b, batches, lr, momentum=0.0, weight_decay=0.0, input
         One list per quantity of ``QUANTITIES`` (max |a - b| after each step, the output and loss of
         that step's forward pass) and ``'final'``: name -> max |a - b| of each parameter at the end.
     """
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     optimizers = [SGD(named_parameters(net), lr, momentum, weight_decay) for net in (net_a, net_b)]
     history = {q: [] for q in QUANTITIES}
     for X, y in batches:
-        results = []
-        for net, optimizer in zip((net_a, net_b), optimizers):
-            X_in, y_in = X.astype(dtype_of(net)), y.astype(dtype_of(net))   # copies: grads stay apart
-            if input_grad:
-                X_in.attach_grad()
-            with autograd.record():
-                y_hat = net(X_in)                                   # (B, classes)
-                loss = loss_fn(y_hat, y_in)                         # (B,)
-            loss.backward()
-            optimizer.step(X.shape[0])
-            results.append((y_hat, loss.mean()))
-        (out_a, loss_a), (out_b, loss_b) = results
+        (out_a, loss_a), (out_b, loss_b) = (sgd_step(net, optimizer, X, y, input_grad)
+                                            for net, optimizer in zip((net_a, net_b), optimizers))
         diffs = parameter_differences(net_a, net_b)
         history['output'].append(float(max_abs_diff(out_a, out_b).asscalar()))
         history['loss'].append(float(max_abs_diff(loss_a, loss_b).asscalar()))

@@ -13,8 +13,9 @@ import numpy as np
 from mxnet import nd
 
 from .. import BatchNorm
-from ..models import copy_parameters
-from .twin_training import dtype_of, max_abs_diff, train_twins
+from ..models import copy_parameters, is_running_stat, named_parameters
+from ..optim import SGD
+from .twin_training import dtype_of, max_abs_diff, parameter_differences, sgd_step, train_twins
 
 RESNETS = ('cifar_resnet20_v1', 'cifar_resnet20_v2')
 
@@ -58,7 +59,7 @@ def compare_resnet(name, steps=3, batch_size=8, lr=0.05, momentum=0.9, seed=0, c
     training-mode difference from equal parameters) and ``inference_after`` (after the steps).
     ``input_grad`` is passed on to ``train_twins``: without it the first batch norm of a v2 ResNet never
     updates its running statistics under MXNet's CPU operator, and the twins drift apart there.
-    ``hybridize`` compiles both networks (the scratch layer then runs as a custom operator);
+    ``hybridize`` compiles both networks (the scratch layer's formulas then run in one graph);
     ``float64`` compares gluon's float32 network with its float64 copy instead (:func:`resnet_twins`).
     """
     ctx = ctx or mx.cpu()
@@ -75,6 +76,39 @@ def compare_resnet(name, steps=3, batch_size=8, lr=0.05, momentum=0.9, seed=0, c
     batches = [cifar_like(batch_size, seed + 2 + i, ctx) for i in range(steps)]
     history = train_twins(ours, ref, batches, lr, momentum, input_grad=input_grad)
     return {'name': name, 'inference': before, 'training': history, 'inference_after': inference_difference()}
+
+
+def distances_to_float64(name, steps=3, seeds=range(5), batch_size=8, lr=0.05, momentum=0.9, ctx=None):
+    """How far each float32 ResNet moves from the float64 one over ``steps`` SGD steps, per seed.
+
+    For each seed, three copies of gluoncv's ``name`` start from the same parameters: with
+    ``bn_gluon.BatchNorm`` ('scratch'), with ``gluon.nn.BatchNorm`` ('gluon', both float32) and gluon's
+    float64 copy, the answer. All three take the same steps (batches of :func:`cifar_like`, the
+    hand-written SGD, input gradients as in :func:`compare_resnet`). Comparing the two float32 networks
+    with each other mixes both one's rounding and the other's; measured against the float64 copy, each
+    shows its own.
+
+    Returns ``{'scratch': [...], 'gluon': [...]}``: per seed, the largest difference of any learned
+    parameter from the float64 copy after each step.
+    """
+    ctx = ctx or mx.cpu()
+    result = {'scratch': [], 'gluon': []}
+    for seed in seeds:
+        scratch, gluon32 = resnet_twins(name, ctx, seed)
+        exact = resnet_twins(name, ctx, seed, float64=True)[0]
+        nets = {'scratch': scratch, 'gluon': gluon32, 'exact': exact}
+        optimizers = {k: SGD(named_parameters(net), lr, momentum) for k, net in nets.items()}
+        history = {'scratch': [], 'gluon': []}
+        for i in range(steps):
+            X, y = cifar_like(batch_size, seed + 2 + i, ctx)
+            for k, net in nets.items():
+                sgd_step(net, optimizers[k], X, y, input_grad=True)
+            for k in history:
+                diffs = parameter_differences(nets[k], exact)
+                history[k].append(max(d for n, d in diffs.items() if not is_running_stat(n)))
+        for k in history:
+            result[k].append(history[k])
+    return result
 
 
 def interchange(src, dst, X):

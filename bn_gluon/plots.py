@@ -109,9 +109,9 @@ def draw_float64_distances(fig, results, title="Distance to the float64 network 
         ax.set_ylabel('bn_gluon.BatchNorm float32: max |param - float64|')
         ax.set_title(f"{name}, after {len(r['scratch'][0])} steps", fontsize=10)
         ax.grid(alpha=0.3, which='both')
-        ax.legend(fontsize=8, loc='upper left')
+    fig.legend(*axes[0].get_legend_handles_labels(), loc='lower center', ncol=2, fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))                  # the legend below the panels
     return fig
 
 

@@ -85,7 +85,7 @@ def distances_to_float64(name, steps=3, seeds=range(5), batch_size=8, lr=0.05, m
     ``bn_gluon.BatchNorm`` ('scratch'), with ``gluon.nn.BatchNorm`` ('gluon', both float32) and gluon's
     float64 copy, the answer. All three take the same steps (batches of :func:`cifar_like`, the
     hand-written SGD, input gradients as in :func:`compare_resnet`). Comparing the two float32 networks
-    with each other mixes both one's rounding and the other's; measured against the float64 copy, each
+    with each other mixes the rounding of both; measured against the float64 copy, each
     shows its own.
 
     Returns ``{'scratch': [...], 'gluon': [...]}``: per seed, the largest difference of any learned

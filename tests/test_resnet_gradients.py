@@ -90,7 +90,8 @@ def measure(name, hybridize, batches, batch_size=8):
 
 def measure_on_native_kernels(name, hybridize, batches):
     """:func:`measure` in a fresh process with MKL-DNN off (``MXNET_MKLDNN_ENABLED=0``, read at start)."""
-    code = ('import json, sys; sys.path.insert(0, sys.argv[1]); import test_resnet_gradients as t; '
+    code = ('import bn_gluon, json, sys; '     # bn_gluon first: it makes mxnet importable on numpy 1.24 and later
+            'sys.path.insert(0, sys.argv[1]); import test_resnet_gradients as t; '
             'print(json.dumps(t.measure(sys.argv[2], sys.argv[3] == "True", int(sys.argv[4]))))')
     env = dict(os.environ, MXNET_MKLDNN_ENABLED='0', MXNET_STORAGE_FALLBACK_LOG_VERBOSE='0')
     done = subprocess.run([sys.executable, '-c', code, HERE, name, str(hybridize), str(batches)], env=env,

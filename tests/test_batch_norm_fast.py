@@ -334,7 +334,8 @@ def test_the_old_impl_argument_warns_and_still_chooses(impl):
     results = {}
     for name, call in [('old', functools.partial(batch_norm, impl=impl)), ('new', IMPLS[impl])]:
         X.attach_grad()
-        with pytest.warns(FutureWarning, match='functional.fast.batch_norm') if name == 'old' else _refusing(FutureWarning):
+        warned = pytest.warns(FutureWarning, match='functional.fast.batch_norm')
+        with warned if name == 'old' else _refusing(FutureWarning):
             with autograd.record():
                 Y = call(X, None, None, nd.zeros(3), nd.ones(3), training=True)
         Y.backward(dY)

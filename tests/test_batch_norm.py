@@ -187,6 +187,21 @@ def test_unbiased_option_stores_m_over_m_minus_1_variance():
     np.testing.assert_allclose(mv.asnumpy(), X.asnumpy().var(axis=(0, 2, 3), ddof=1), rtol=1e-5)
 
 
+@pytest.mark.parametrize('hybridize', [False, True])
+@pytest.mark.parametrize('unbiased', [False, True])
+def test_layer_stores_the_variance_asked_for(hybridize, unbiased):
+    """The layer's running variance after one step with momentum 0: the batch's, biased or m / (m - 1) times."""
+    X = nd.array(np.random.RandomState(0).normal(size=(3, 2, 2, 2)))  # m = 3 * 2 * 2 = 12 per channel
+    layer = bn_gluon.BatchNorm(momentum=0.0, unbiased_var=unbiased, in_channels=2)
+    layer.initialize()
+    if hybridize:
+        layer.hybridize()
+    with autograd.record():
+        layer(X)
+    expected = X.asnumpy().var(axis=(0, 2, 3), ddof=1 if unbiased else 0)
+    np.testing.assert_allclose(layer.running_var.data().asnumpy(), expected, rtol=1e-5)
+
+
 def test_inference_uses_moving_statistics_and_updates_nothing():
     X = nd.array(np.random.RandomState(0).normal(size=(4, 3)))
     mm, mv = nd.array([1.0, -1.0, 0.5]), nd.array([4.0, 0.25, 1.0])

@@ -55,7 +55,8 @@ class _MovingStats(mx.operator.CustomOp):
             self.assign(out_data[4], req[4], nd.full((1,), dmax, dtype=out_data[4].dtype))
         self.assign(out_data[0], req[0], nd.full(like, float(bool(is_train)), dtype=out_data[0].dtype))
         if is_train:
-            m = int(np.prod(shape.asnumpy())) // mean.size
+            # m only matters for the unbiased variance; reading the shape waits for it
+            m = int(np.prod(shape.asnumpy())) // mean.size if self.unbiased_var else None
             update_moving_stats(aux[0], aux[1], mean, var, self.momentum, var_correction(m, self.unbiased_var))
             if self.schedule is not None:
                 aux[2][:] = aux[2] + 1
@@ -88,8 +89,8 @@ class _MovingStatsProp(mx.operator.CustomOpProp):
     def infer_shape(self, in_shape):
         mean, var, shape = in_shape
         channels = (int(np.prod(mean)),)
-        scalars = [(1,), (1,)] if self.schedule else []
-        return [mean, var, shape], [mean, mean, mean] + scalars, [channels, channels] + ([(1,)] if self.schedule else [])
+        steps = [(1,)] if self.schedule else []
+        return [mean, var, shape], [mean, mean, mean] + steps * 2, [channels, channels] + steps
 
     def infer_type(self, in_type):
         dtype = in_type[0]

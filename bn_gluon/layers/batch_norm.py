@@ -127,8 +127,7 @@ class BatchNorm(HybridBlock):
         k = self._kwargs
         X = F.cast(x, 'float32') if self._half else x
         rows = as_rows(F, X, k['axis'])                                          # (N, C, H, W) -> (N*C, H*W)
-        mean, var, _ = batch_moments(F, rows)                                    # (1, C) each
-        channels = F.reshape(mean, shape=(-1,))
+        channels = F.reshape(F.slice_axis(rows.grid, axis=0, begin=0, end=1), shape=(-1,))   # (C,), for shapes
         scale, beta = tie_shape(F, (gamma, beta), channels)
         gamma = scale if k['scale'] else None                    # scale=False: gamma is 1, as in gluon
         if k['use_global_stats']:
@@ -137,6 +136,7 @@ class BatchNorm(HybridBlock):
                 mean = F.broadcast_add(mean, F.zeros_like(v))
             Y = normalize(F, center(F, rows, mean), var, gamma, beta, k['eps'], rows)
         else:
+            mean, var, _ = batch_moments(F, rows)                                # (1, C) each
             Y = self._graph_normalize(F, rows, mean, var, gamma, beta, x, running_mean, running_var, *state)
         Y = from_rows(F, Y, X, k['axis'])
         return F.cast(Y, 'float16') if self._half else Y

@@ -167,10 +167,11 @@ def measure_layer(shape, rounds):
     repeats = {k: max(1, int(30 / (ms * (10 if v[1] == 'reference' else 2)))) for k, v in LAYER_VARIANTS.items()}
     times = interleaved({k: layer_step(*v, shape) for k, v in LAYER_VARIANTS.items()}, rounds, repeats, warmup=2)
     fast = [k for k in LAYER_VARIANTS if k.startswith('scratch fast')]
+    reference = [k for k in LAYER_VARIANTS if k.startswith('scratch ref')]
     gluon_rows = [k for k in LAYER_VARIANTS if k.startswith('gluon')]
     return {'ms': {k: 1e3 * float(np.median(t)) for k, t in times.items()},
             'scratch_fast_over_gluon_time': best_ratio(times, fast, gluon_rows),
-            'scratch_reference_over_gluon_time': best_ratio(times, [k for k in LAYER_VARIANTS if k.startswith('scratch ref')], gluon_rows),
+            'scratch_reference_over_gluon_time': best_ratio(times, reference, gluon_rows),
             'fast_kernels_alone_over_gluon_time': best_ratio(times, ['fast kernels alone'], gluon_rows)}
 
 

@@ -39,10 +39,10 @@ def main(argv=None):
     parser = build_parser()
     args = vars(parser.parse_args(argv))
     options = {k: args.pop(k) for k in OPTIONS}
-    if args.get('lockstep_steps') is not None:
+    old_steps = args.pop('lockstep_steps')
+    if old_steps is not None:
         warnings.warn('--lockstep-steps is now --twin-steps; the old flag goes in the next release.', FutureWarning)
-        options['twin_steps'] = args['lockstep_steps']
-    args.pop('lockstep_steps')
+        options['twin_steps'] = old_steps
     out = options.pop('out') or time.strftime('runs/compare-%Y%m%d-%H%M%S')
     try:
         config = TrainConfig(**dict({'epochs': EPOCHS}, **args), quiet=True).validate()

@@ -18,8 +18,8 @@ equal.
 from mxnet import nd
 
 from ._checks import check_array, check_axis
-from .batch_norm import (as_rows, batch_moments, batch_norm, center, channel_shape, from_rows, input_gradient, normalize,
-                         stat_axes, update_moving_stats, var_correction)
+from .batch_norm import (as_rows, batch_moments, batch_norm, center, channel_shape, from_rows, input_gradient,
+                         normalize, stat_axes, update_moving_stats, var_correction)
 
 
 def local_moments(X, axis=1):

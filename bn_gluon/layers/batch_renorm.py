@@ -5,8 +5,7 @@ NIPS 2017. The math is in :mod:`bn_gluon.functional.batch_renorm`.
 """
 from mxnet import autograd, nd
 
-from ..functional.batch_norm import batch_norm
-from ..functional.batch_norm import center
+from ..functional.batch_norm import batch_norm, center
 from ..functional.batch_renorm import RenormSchedule, batch_renorm, renorm_correction, renormalize
 from ._moving_stats_op import moving_stats
 from .batch_norm import BatchNorm
@@ -15,9 +14,10 @@ from .batch_norm import BatchNorm
 class BatchRenorm(BatchNorm):
     """Batch renormalization: ``BatchNorm``'s constructor and Parameters, plus a schedule and a step count.
 
-    Why a class of its own rather than an option of ``BatchNorm``: renorm keeps one more piece of state, the number of training steps taken, which drives the schedule of (rmax, dmax). It is a
-    Parameter, ``num_steps`` (``grad_req='null'``), so it is saved with the running statistics and a
-    resumed run continues the schedule where it stopped; adding it to ``BatchNorm`` would break that
+    Why a class of its own rather than an option of ``BatchNorm``: renorm keeps one more piece of state,
+    the number of training steps taken, which drives the schedule of (rmax, dmax). It is a Parameter,
+    ``num_steps`` (``grad_req='null'``), so it is saved with the running statistics and a resumed run
+    continues the schedule where it stopped; adding it to ``BatchNorm`` would break that
     layer's parameter-file interchange with ``gluon.nn.BatchNorm``. As a subclass this layer takes the same
     arguments and holds the same ``gamma``, ``beta``, ``running_mean`` and ``running_var``: a BatchNorm
     file loads into it with ``load_parameters(..., allow_missing=True)`` (the count then starts at 0),

@@ -29,10 +29,10 @@ def build_net(norm='scratch', style='gluon', dense_norm=False, article_init=Fals
     if style == 'gluon':
         return lenet(norm, dense_norm, article_init, ctx, norm_kwargs={'impl': impl} if norm == 'scratch' else None,
                      norm_position=norm_position)
-    if style == 'raw' and norm_position != 'before_act':
-        raise ValueError(f"norm_position={norm_position!r} is an option of the Gluon LeNet; the raw network "
-                         f"writes the article's conv -> BN -> ReLU only.")
     if style == 'raw':
+        if norm_position != 'before_act':
+            raise ValueError(f"norm_position={norm_position!r} is an option of the Gluon LeNet; the raw network "
+                             f"writes the article's conv -> BN -> ReLU only.")
         return RawLeNet(init_raw_lenet(norm, dense_norm, article_init, ctx), ctx, impl=impl)
     raise ValueError(f"style must be 'gluon' or 'raw'; got {style!r}.")
 
